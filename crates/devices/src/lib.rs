@@ -1,0 +1,9 @@
+//! Emulated devices and the bus that routes guest port I/O and MMIO accesses to them.
+
+pub mod boot_timer;
+pub mod bus;
+pub mod i8042;
+pub mod serial;
+pub mod trigger;
+
+pub use bus::{Bus, BusDevice, BusError};

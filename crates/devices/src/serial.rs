@@ -1,0 +1,132 @@
+//! The 8250 serial console: vm-superio's UART on the port I/O bus, its interrupt an
+//! eventfd, its output any writer, its input fed by the event loop.
+
+use crate::bus::BusDevice;
+use crate::trigger::EventFdTrigger;
+use std::io::Write;
+use vm_superio::serial::NoEvents;
+use vm_superio::Serial;
+
+/// Where guest console output goes.
+pub type ConsoleWriter = Box<dyn Write + Send>;
+
+/// The serial console device.
+pub struct SerialDevice {
+    serial: Serial<EventFdTrigger, NoEvents, ConsoleWriter>,
+}
+
+impl SerialDevice {
+    /// A UART that raises `interrupt` and writes guest output to `out`.
+    pub fn new(interrupt: EventFdTrigger, out: ConsoleWriter) -> Self {
+        Self {
+            serial: Serial::new(interrupt, out),
+        }
+    }
+
+    /// Queues host input for the guest; returns how many bytes fit in the FIFO.
+    pub fn enqueue_input(&mut self, bytes: &[u8]) -> usize {
+        match self.serial.enqueue_raw_bytes(bytes) {
+            Ok(n) => n,
+            Err(e) => {
+                log::warn!("serial: cannot queue input: {e:?}");
+                0
+            }
+        }
+    }
+
+    /// Free space in the receive FIFO.
+    pub fn input_capacity(&self) -> usize {
+        self.serial.fifo_capacity()
+    }
+
+    /// Flushes the output writer.
+    pub fn flush(&mut self) {
+        let _ = self.serial.writer_mut().flush();
+    }
+}
+
+impl BusDevice for SerialDevice {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        match (data.len(), u8::try_from(offset)) {
+            (1, Ok(off)) => data[0] = self.serial.read(off),
+            _ => {
+                log::debug!("serial: ignored {}-byte read at offset {offset}", data.len());
+                data.fill(0xff);
+            }
+        }
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        match (data, u8::try_from(offset)) {
+            ([value], Ok(off)) => {
+                if let Err(e) = self.serial.write(off, *value) {
+                    log::warn!("serial: write at offset {off}: {e:?}");
+                }
+            }
+            _ => log::debug!("serial: ignored {}-byte write at offset {offset}", data.len()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    const IER: u64 = 1;
+    const LSR: u64 = 5;
+
+    #[test]
+    fn output_reaches_the_writer() {
+        let sink = Sink::default();
+        let evt = EventFd::new(EFD_NONBLOCK).unwrap();
+        let mut s = SerialDevice::new(EventFdTrigger::new(evt), Box::new(sink.clone()));
+        for b in b"hi\n" {
+            s.write(0, &[*b]);
+        }
+        assert_eq!(&*sink.0.lock().unwrap(), b"hi\n");
+    }
+
+    #[test]
+    fn input_raises_the_interrupt_and_is_read_back() {
+        let evt = EventFd::new(EFD_NONBLOCK).unwrap();
+        let irq = evt.try_clone().unwrap();
+        let mut s = SerialDevice::new(EventFdTrigger::new(evt), Box::new(Sink::default()));
+        s.write(IER, &[0x01]); // enable "received data available"
+        assert_eq!(s.enqueue_input(b"ok"), 2);
+        assert_eq!(irq.read().unwrap(), 1);
+        let mut lsr = [0u8];
+        s.read(LSR, &mut lsr);
+        assert_eq!(lsr[0] & 1, 1, "data ready");
+        let mut b = [0u8];
+        s.read(0, &mut b);
+        assert_eq!(b[0], b'o');
+        s.read(0, &mut b);
+        assert_eq!(b[0], b'k');
+    }
+
+    #[test]
+    fn wrong_width_accesses_are_ignored() {
+        let sink = Sink::default();
+        let mut s = SerialDevice::new(EventFdTrigger::new(EventFd::new(EFD_NONBLOCK).unwrap()), Box::new(sink.clone()));
+        s.write(0, &[1, 2]);
+        let mut d = [0u8; 2];
+        s.read(0, &mut d);
+        assert_eq!(d, [0xff, 0xff]);
+        assert!(sink.0.lock().unwrap().is_empty());
+        assert!(s.input_capacity() > 0);
+    }
+}

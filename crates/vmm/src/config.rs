@@ -1,0 +1,136 @@
+//! The plain configuration a VM is built from, and parsing of user-facing sizes.
+
+use boot::cmdline::Preset;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Default guest memory: 128 MiB.
+pub const DEFAULT_MEM_SIZE: u64 = 128 << 20;
+/// Smallest guest minivmm builds.
+pub const MIN_MEM_SIZE: u64 = 16 << 20;
+/// Default path of the KVM device.
+pub const DEFAULT_KVM_PATH: &str = "/dev/kvm";
+
+/// Where guest console output goes.
+pub enum ConsoleOutput {
+    /// The VMM's standard output.
+    Stdout,
+    /// A file, created or truncated.
+    File(PathBuf),
+    /// A writer the embedding program gives.
+    Writer(Box<dyn Write + Send>),
+    /// Discarded.
+    Null,
+}
+
+/// Where guest console input comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsoleInput {
+    /// The VMM's standard input (raw mode while the VM runs, if it is a terminal).
+    Stdin,
+    /// No input.
+    None,
+}
+
+/// Everything needed to build and boot a VM.
+pub struct VmConfig {
+    /// Kernel image: ELF vmlinux or bzImage.
+    pub kernel: PathBuf,
+    /// Optional initrd / initramfs.
+    pub initrd: Option<PathBuf>,
+    /// Text added to the kernel command line.
+    pub cmdline: Option<String>,
+    /// Start from minivmm's default command line (`boot::cmdline::DEFAULT_CMDLINE`).
+    pub default_cmdline: bool,
+    /// Host-specific command-line preset.
+    pub cmdline_preset: Option<Preset>,
+    /// Guest memory in bytes.
+    pub mem_size: u64,
+    /// Number of vCPUs.
+    pub vcpus: usize,
+    /// Console output.
+    pub console_output: ConsoleOutput,
+    /// Console input.
+    pub console_input: ConsoleInput,
+    /// Path of the KVM device.
+    pub kvm_path: PathBuf,
+    /// Time zero of the boot timeline (process start, for the CLI).
+    pub time_origin: Instant,
+}
+
+impl VmConfig {
+    /// A configuration with minivmm's defaults for `kernel`.
+    pub fn new(kernel: impl Into<PathBuf>) -> Self {
+        Self {
+            kernel: kernel.into(),
+            initrd: None,
+            cmdline: None,
+            default_cmdline: true,
+            cmdline_preset: None,
+            mem_size: DEFAULT_MEM_SIZE,
+            vcpus: 1,
+            console_output: ConsoleOutput::Stdout,
+            console_input: ConsoleInput::None,
+            kvm_path: PathBuf::from(DEFAULT_KVM_PATH),
+            time_origin: Instant::now(),
+        }
+    }
+}
+
+/// Errors parsing a size.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SizeError {
+    /// Not a number with an optional unit.
+    #[error("cannot parse memory size '{0}': use a number of MiB or a unit, e.g. 512M, 1G, 256MiB")]
+    Unparsable(String),
+    /// Larger than 64 bits.
+    #[error("memory size '{0}' is too large")]
+    Overflow(String),
+}
+
+/// Parses `512M`, `1G`, `256MiB`, `1048576K`, or a plain number of MiB. Units are
+/// binary (M = MB = MiB = 2^20 bytes) and case-insensitive.
+pub fn parse_mem_size(text: &str) -> Result<u64, SizeError> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    if num.is_empty() {
+        return Err(SizeError::Unparsable(text.into()));
+    }
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "m" | "mb" | "mib" => 20,
+        "k" | "kb" | "kib" => 10,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err(SizeError::Unparsable(text.into())),
+    };
+    let n: u64 = num.parse().map_err(|_| SizeError::Overflow(text.into()))?;
+    n.checked_mul(1u64 << shift).ok_or_else(|| SizeError::Overflow(text.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_users_type() {
+        assert_eq!(parse_mem_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_mem_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_mem_size("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_mem_size("128"), Ok(128 << 20));
+        assert_eq!(parse_mem_size("2gib"), Ok(2 << 30));
+        assert_eq!(parse_mem_size("65536K"), Ok(64 << 20));
+        assert_eq!(parse_mem_size("4096G"), Ok(4096 << 30));
+        assert_eq!(parse_mem_size("0"), Ok(0));
+    }
+
+    #[test]
+    fn nonsense_is_rejected() {
+        for bad in ["", "M", "12X", "1.5G", "-1", "abc", "12 34"] {
+            assert!(parse_mem_size(bad).is_err(), "{bad}");
+        }
+        assert!(matches!(parse_mem_size("99999999999999999999"), Err(SizeError::Overflow(_))));
+        assert!(matches!(parse_mem_size("99999999999T"), Err(SizeError::Overflow(_))));
+    }
+}

@@ -1,0 +1,170 @@
+//! The serial console's host side: the output writer (which timestamps the guest's
+//! first byte), stdin as guest input through the event loop, and raw terminal mode.
+
+use crate::config::ConsoleOutput;
+use crate::error::VmmError;
+use crate::timeline::{BootEvent, Timeline};
+use devices::serial::{ConsoleWriter, SerialDevice};
+use event_manager::{EventOps, Events, MutEventSubscriber};
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex};
+use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::terminal::Terminal;
+
+/// Writes guest output, flushing every write, and records the first byte's time.
+struct TimedWriter {
+    inner: Box<dyn Write + Send>,
+    timeline: Timeline,
+    seen_first: bool,
+}
+
+impl Write for TimedWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if !self.seen_first && !buf.is_empty() {
+            self.seen_first = true;
+            self.timeline.record(BootEvent::FirstSerialByte);
+        }
+        let n = self.inner.write(buf)?;
+        self.inner.flush()?;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Opens the configured console output as a writer.
+pub fn console_writer(output: ConsoleOutput, timeline: Timeline) -> Result<ConsoleWriter, VmmError> {
+    let inner: Box<dyn Write + Send> = match output {
+        ConsoleOutput::Stdout => Box::new(io::stdout()),
+        ConsoleOutput::File(path) => Box::new(File::create(&path).map_err(|e| VmmError::ConsoleFile(path, e))?),
+        ConsoleOutput::Writer(w) => w,
+        ConsoleOutput::Null => Box::new(io::sink()),
+    };
+    Ok(Box::new(TimedWriter {
+        inner,
+        timeline,
+        seen_first: false,
+    }))
+}
+
+/// Puts stdin in raw mode (no line editing, echo or signal keys) while alive, if it
+/// is a terminal; restores canonical mode when dropped, on every exit path.
+pub struct RawModeGuard {
+    active: bool,
+}
+
+impl RawModeGuard {
+    /// Enters raw mode if stdin is a terminal.
+    pub fn new() -> Self {
+        let stdin = io::stdin().lock();
+        // SAFETY: isatty only inspects the descriptor.
+        let is_tty = unsafe { libc::isatty(stdin.as_raw_fd()) } == 1;
+        let active = is_tty && stdin.set_raw_mode().is_ok();
+        Self { active }
+    }
+}
+
+impl Default for RawModeGuard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for RawModeGuard {
+    fn drop(&mut self) {
+        if self.active {
+            if let Err(e) = io::stdin().lock().set_canon_mode() {
+                log::warn!("cannot restore the terminal: {e}");
+            }
+        }
+    }
+}
+
+/// Most bytes read from stdin at once.
+const INPUT_CHUNK: usize = 64;
+
+/// Feeds stdin to the serial device. Bytes that do not fit in the UART's FIFO wait
+/// in `pending` (stdin is not polled meanwhile) and are retried on each loop tick.
+pub struct StdinInput {
+    serial: Arc<Mutex<SerialDevice>>,
+    pending: Vec<u8>,
+    polling: bool,
+    closed: bool,
+}
+
+impl StdinInput {
+    /// Input for `serial`.
+    pub fn new(serial: Arc<Mutex<SerialDevice>>) -> Self {
+        Self {
+            serial,
+            pending: Vec::new(),
+            polling: false,
+            closed: false,
+        }
+    }
+
+    fn push_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let n = self.serial.lock().unwrap_or_else(|p| p.into_inner()).enqueue_input(&self.pending);
+        self.pending.drain(..n);
+    }
+
+    /// Retries pending input; resumes polling stdin once it is all delivered.
+    pub fn tick(&mut self, ops: &mut EventOps) {
+        self.push_pending();
+        if self.pending.is_empty() && !self.polling && !self.closed {
+            self.set_polling(ops, true);
+        }
+    }
+
+    fn set_polling(&mut self, ops: &mut EventOps, on: bool) {
+        let stdin = io::stdin();
+        let res = if on {
+            ops.add(Events::new(&stdin, EventSet::IN))
+        } else {
+            ops.remove(Events::new(&stdin, EventSet::IN))
+        };
+        match res {
+            Ok(()) => self.polling = on,
+            Err(e) => {
+                // Regular files and /dev/null cannot be polled: there is no live input.
+                log::debug!("console input: stdin cannot be polled ({e:?}); no guest input");
+                self.closed = true;
+            }
+        }
+    }
+}
+
+impl MutEventSubscriber for StdinInput {
+    fn process(&mut self, events: Events, ops: &mut EventOps) {
+        let mut buf = [0u8; INPUT_CHUNK];
+        let n = if events.event_set().contains(EventSet::IN) {
+            // SAFETY: reads into our own buffer from stdin's descriptor.
+            unsafe { libc::read(io::stdin().as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) }
+        } else {
+            0
+        };
+        if n <= 0 {
+            // EOF, hang-up or error: the guest gets no more input.
+            self.pending.clear();
+            self.set_polling(ops, false);
+            self.closed = true;
+            return;
+        }
+        self.pending.extend_from_slice(&buf[..n as usize]);
+        self.push_pending();
+        if !self.pending.is_empty() {
+            self.set_polling(ops, false);
+        }
+    }
+
+    fn init(&mut self, ops: &mut EventOps) {
+        self.set_polling(ops, true);
+    }
+}

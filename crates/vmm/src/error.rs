@@ -1,0 +1,76 @@
+//! Errors of building and running a VM, each naming what failed.
+
+use std::path::PathBuf;
+
+/// Errors building or starting a VM.
+#[derive(Debug, thiserror::Error)]
+pub enum VmmError {
+    /// The KVM device could not be opened.
+    #[error("cannot open {p}: {1}{hint}", p = .0.display(), hint = kvm_hint(.1))]
+    KvmOpen(PathBuf, std::io::Error),
+    /// KVM_CREATE_VM failed.
+    #[error("KVM_CREATE_VM failed")]
+    CreateVm(#[source] kvm_ioctls::Error),
+    /// KVM_GET_SUPPORTED_CPUID failed.
+    #[error("KVM_GET_SUPPORTED_CPUID failed")]
+    SupportedCpuid(#[source] kvm_ioctls::Error),
+    /// Guest memory below the minimum.
+    #[error("guest memory of {0} bytes is too small: minivmm needs at least {min} MiB", min = crate::config::MIN_MEM_SIZE >> 20)]
+    MemTooSmall(u64),
+    /// Guest memory above what the host has.
+    #[error("guest memory of {a} MiB is more than this host's {b} MiB of RAM", a = .0 >> 20, b = .1 >> 20)]
+    MemTooLarge(u64, u64),
+    /// Guest memory not a multiple of the page size.
+    #[error("guest memory of {0} bytes is not a multiple of 4 KiB")]
+    MemUnaligned(u64),
+    /// Zero vCPUs asked for.
+    #[error("a VM needs at least one vCPU")]
+    NoVcpus,
+    /// More vCPUs than KVM or the MP table allow.
+    #[error("{0} vCPUs requested, but at most {1} are supported on this host")]
+    TooManyVcpus(usize, usize),
+    /// The guest memory mapping could not be created.
+    #[error("cannot allocate {mib} MiB of guest memory: {1}", mib = .0 >> 20)]
+    GuestMemory(u64, String),
+    /// KVM_SET_USER_MEMORY_REGION failed.
+    #[error("KVM_SET_USER_MEMORY_REGION failed")]
+    SetMemoryRegion(#[source] kvm_ioctls::Error),
+    /// Architecture set-up failed.
+    #[error("architecture set-up")]
+    Arch(#[from] arch::ArchError),
+    /// Loading the kernel, initrd or command line failed.
+    #[error(transparent)]
+    Boot(#[from] boot::BootError),
+    /// A device could not be placed on a bus.
+    #[error("device bus")]
+    Bus(#[from] devices::BusError),
+    /// An eventfd could not be created.
+    #[error("cannot create an eventfd")]
+    EventFd(#[source] std::io::Error),
+    /// KVM_IRQFD failed.
+    #[error("KVM_IRQFD for GSI {0} failed")]
+    Irqfd(u32, #[source] kvm_ioctls::Error),
+    /// KVM_CREATE_VCPU failed.
+    #[error("KVM_CREATE_VCPU {0} failed")]
+    CreateVcpu(u8, #[source] kvm_ioctls::Error),
+    /// The vCPU kick signal handler could not be installed.
+    #[error("cannot install the vCPU kick signal handler")]
+    KickHandler(#[source] vmm_sys_util::errno::Error),
+    /// The console log file could not be created.
+    #[error("cannot create console log {p}", p = .0.display())]
+    ConsoleFile(PathBuf, #[source] std::io::Error),
+    /// A thread could not be started.
+    #[error("cannot start thread {0}")]
+    SpawnThread(&'static str, #[source] std::io::Error),
+    /// The event manager could not be created.
+    #[error("cannot create the event loop: {0:?}")]
+    EventManager(event_manager::Error),
+}
+
+fn kvm_hint(err: &std::io::Error) -> &'static str {
+    match err.kind() {
+        std::io::ErrorKind::NotFound => " (is KVM enabled? load kvm_intel or kvm_amd)",
+        std::io::ErrorKind::PermissionDenied => " (add your user to the 'kvm' group, or run as root)",
+        _ => "",
+    }
+}

@@ -1,0 +1,62 @@
+//! How a VM ended.
+
+use crate::timeline::Timeline;
+use std::fmt;
+use vcpu::VcpuExitReason;
+
+/// Why the VM stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExitReason {
+    /// The guest asked for a reset (`reboot`, or a panic with `panic=N`).
+    GuestReset,
+    /// The guest powered off.
+    GuestPowerOff,
+    /// [`crate::VmHandle::stop`] (or a signal routed to it) stopped the VM.
+    StopRequested,
+    /// A vCPU stopped on something the guest did not ask for.
+    VcpuFailed {
+        /// Which vCPU.
+        vcpu: u8,
+        /// What happened.
+        reason: VcpuExitReason,
+    },
+    /// The VMM itself failed while running the VM.
+    Internal(String),
+}
+
+impl ExitReason {
+    /// True when the guest itself asked to stop.
+    pub fn is_guest_request(&self) -> bool {
+        matches!(self, Self::GuestReset | Self::GuestPowerOff)
+    }
+
+    pub(crate) fn from_vcpu(vcpu: u8, reason: VcpuExitReason) -> Self {
+        match reason {
+            VcpuExitReason::Reset => Self::GuestReset,
+            VcpuExitReason::PowerOff => Self::GuestPowerOff,
+            VcpuExitReason::Stopped => Self::StopRequested,
+            reason => Self::VcpuFailed { vcpu, reason },
+        }
+    }
+}
+
+impl fmt::Display for ExitReason {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Self::GuestReset => write!(f, "guest requested a reset"),
+            Self::GuestPowerOff => write!(f, "guest powered off"),
+            Self::StopRequested => write!(f, "stopped on request"),
+            Self::VcpuFailed { vcpu, reason } => write!(f, "vCPU {vcpu}: {reason}"),
+            Self::Internal(what) => write!(f, "VMM failure: {what}"),
+        }
+    }
+}
+
+/// The result of running a VM.
+#[derive(Clone)]
+pub struct VmExit {
+    /// Why it stopped.
+    pub reason: ExitReason,
+    /// Its boot timeline, with the exit recorded.
+    pub timeline: Timeline,
+}

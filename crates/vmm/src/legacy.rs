@@ -1,0 +1,63 @@
+//! The always-present devices of an x86 microVM: serial console (port I/O, IRQ 4 via
+//! irqfd), the i8042 reset stub, and the boot-timer MMIO byte.
+
+use crate::error::VmmError;
+use crate::timeline::{BootEvent, Timeline};
+use arch::layout;
+use devices::boot_timer::BootTimer;
+use devices::i8042::I8042Device;
+use devices::serial::{ConsoleWriter, SerialDevice};
+use devices::trigger::EventFdTrigger;
+use devices::Bus;
+use kvm_ioctls::VmFd;
+use std::sync::{Arc, Mutex};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+/// The buses with the legacy devices on them, and the handles the VMM keeps.
+pub struct LegacyDevices {
+    /// Port I/O bus.
+    pub io_bus: Bus,
+    /// MMIO bus.
+    pub mmio_bus: Bus,
+    /// The serial console, also fed by the event loop.
+    pub serial: Arc<Mutex<SerialDevice>>,
+    /// Written by the i8042 when the guest asks for a reset.
+    pub reset_evt: EventFd,
+}
+
+fn eventfd() -> Result<EventFd, VmmError> {
+    EventFd::new(EFD_NONBLOCK).map_err(VmmError::EventFd)
+}
+
+/// Creates the legacy devices and places them on fresh buses.
+pub fn attach(vm: &VmFd, console: ConsoleWriter, timeline: &Timeline) -> Result<LegacyDevices, VmmError> {
+    let mut io_bus = Bus::new();
+    let mut mmio_bus = Bus::new();
+
+    let irq = eventfd()?;
+    vm.register_irqfd(&irq, layout::SERIAL_IRQ)
+        .map_err(|e| VmmError::Irqfd(layout::SERIAL_IRQ, e))?;
+    let serial = Arc::new(Mutex::new(SerialDevice::new(EventFdTrigger::new(irq), console)));
+    io_bus.insert(serial.clone(), layout::SERIAL_PORT_BASE, layout::SERIAL_PORT_SIZE)?;
+
+    let reset_evt = eventfd()?;
+    let i8042 = I8042Device::new(reset_evt.try_clone().map_err(VmmError::EventFd)?);
+    io_bus.insert(Arc::new(Mutex::new(i8042)), layout::I8042_PORT_BASE, layout::I8042_PORT_SIZE)?;
+
+    let t = timeline.clone();
+    let timer = BootTimer::new(
+        layout::BOOT_TIMER_MAGIC,
+        Box::new(move || {
+            log::info!("guest signalled the boot timer (user space reached)");
+            t.record(BootEvent::BootTimer);
+        }),
+    );
+    mmio_bus.insert(Arc::new(Mutex::new(timer)), layout::BOOT_TIMER_ADDR, layout::BOOT_TIMER_SIZE)?;
+
+    Ok(LegacyDevices {
+        io_bus,
+        mmio_bus,
+        serial,
+        reset_evt,
+    })
+}

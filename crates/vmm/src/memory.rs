@@ -1,0 +1,71 @@
+//! Guest RAM: allocated with vm-memory as anonymous mappings and registered with KVM.
+
+use crate::error::VmmError;
+use kvm_bindings::kvm_userspace_memory_region;
+use kvm_ioctls::VmFd;
+use vm_memory::{Address, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+
+const PAGE_SIZE: u64 = 4096;
+
+/// Host RAM in bytes, from sysinfo(2).
+pub fn host_ram() -> u64 {
+    let mut info = std::mem::MaybeUninit::<libc::sysinfo>::zeroed();
+    // SAFETY: sysinfo writes into the struct we own and has no other effect.
+    let ret = unsafe { libc::sysinfo(info.as_mut_ptr()) };
+    if ret != 0 {
+        return u64::MAX;
+    }
+    // SAFETY: sysinfo returned 0, so it filled the whole struct.
+    let info = unsafe { info.assume_init() };
+    u64::from(info.totalram).saturating_mul(u64::from(info.mem_unit))
+}
+
+/// Checks a requested guest memory size against minivmm's minimum and the host.
+pub fn check_size(size: u64, host: u64) -> Result<(), VmmError> {
+    if size < crate::config::MIN_MEM_SIZE {
+        return Err(VmmError::MemTooSmall(size));
+    }
+    if size % PAGE_SIZE != 0 {
+        return Err(VmmError::MemUnaligned(size));
+    }
+    if size > host {
+        return Err(VmmError::MemTooLarge(size, host));
+    }
+    Ok(())
+}
+
+/// Allocates `size` bytes of guest RAM, split around the MMIO gap, and registers
+/// every region with KVM as one memory slot.
+pub fn create_guest_memory(vm: &VmFd, size: u64) -> Result<GuestMemoryMmap, VmmError> {
+    check_size(size, host_ram())?;
+    let regions = arch::guest_memory_regions(size);
+    let mem = GuestMemoryMmap::from_ranges(&regions).map_err(|e| VmmError::GuestMemory(size, e.to_string()))?;
+    for (slot, region) in mem.iter().enumerate() {
+        let kvm_region = kvm_userspace_memory_region {
+            slot: slot as u32,
+            flags: 0,
+            guest_phys_addr: region.start_addr().raw_value(),
+            memory_size: region.len(),
+            userspace_addr: region.as_ptr() as u64,
+        };
+        // SAFETY: the host range is a live mapping owned by `mem`, which the VM keeps
+        // alive for as long as the VM fd exists; slots do not overlap.
+        unsafe { vm.set_user_memory_region(kvm_region) }.map_err(VmmError::SetMemoryRegion)?;
+    }
+    Ok(mem)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_limits() {
+        let host = 8u64 << 30;
+        assert!(check_size(128 << 20, host).is_ok());
+        assert!(matches!(check_size(0, host), Err(VmmError::MemTooSmall(0))));
+        assert!(matches!(check_size((64 << 20) + 1, host), Err(VmmError::MemUnaligned(_))));
+        assert!(matches!(check_size(4096u64 << 30, host), Err(VmmError::MemTooLarge(..))));
+        assert!(host_ram() > 0);
+    }
+}

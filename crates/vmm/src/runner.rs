@@ -1,0 +1,221 @@
+//! Running a built VM: one thread per vCPU, and an event-loop thread (event-manager)
+//! that feeds console input, waits for the reasons to stop, then stops and joins
+//! every vCPU.
+
+use crate::builder::Machine;
+use crate::config::ConsoleInput;
+use crate::console::{RawModeGuard, StdinInput};
+use crate::error::VmmError;
+use crate::exit::{ExitReason, VmExit};
+use crate::timeline::{BootEvent, Timeline};
+use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use vcpu::VcpuExitReason;
+use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::signal::Killable;
+
+/// Event-loop wake-up interval, for retrying console input that did not fit.
+const TICK_MS: i32 = 50;
+/// How long stopping may take before a vCPU thread is abandoned.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
+
+/// What the exit watcher saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cause {
+    VcpuExited,
+    GuestReset,
+    StopRequested,
+}
+
+/// Watches the eventfds that end a VM.
+struct ExitWatcher {
+    fds: Vec<(EventFd, Cause)>,
+    cause: Option<Cause>,
+}
+
+impl MutEventSubscriber for ExitWatcher {
+    fn process(&mut self, events: Events, _ops: &mut EventOps) {
+        if let Some((evt, cause)) = self.fds.get(events.data() as usize) {
+            let _ = evt.read();
+            self.cause.get_or_insert(*cause);
+        }
+    }
+
+    fn init(&mut self, ops: &mut EventOps) {
+        for (i, (evt, _)) in self.fds.iter().enumerate() {
+            if let Err(e) = ops.add(Events::with_data(evt, i as u32, EventSet::IN)) {
+                log::error!("exit watcher: cannot watch eventfd: {e:?}");
+            }
+        }
+    }
+}
+
+/// Everything the event-loop thread owns.
+pub(crate) struct Running {
+    machine_parts: MachineParts,
+    vcpu_threads: Vec<JoinHandle<()>>,
+    reasons: Receiver<(u8, VcpuExitReason)>,
+    watcher: Arc<Mutex<ExitWatcher>>,
+    console_input: ConsoleInput,
+    timeline: Timeline,
+}
+
+/// The parts of a machine that outlive the vCPU threads.
+struct MachineParts {
+    serial: Arc<Mutex<devices::serial::SerialDevice>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    _memory: vm_memory::GuestMemoryMmap,
+    _vm_fd: kvm_ioctls::VmFd,
+}
+
+/// Spawns the vCPU threads of `machine`; returns what the event loop needs.
+pub(crate) fn launch(
+    machine: Machine,
+    stop_evt: EventFd,
+    console_input: ConsoleInput,
+    timeline: Timeline,
+) -> Result<Running, VmmError> {
+    let exit_evt = EventFd::new(EFD_NONBLOCK).map_err(VmmError::EventFd)?;
+    let (tx, reasons) = channel();
+    let mut vcpu_threads = Vec::new();
+    let Machine {
+        vcpus,
+        serial,
+        reset_evt,
+        stop,
+        memory,
+        vm_fd,
+    } = machine;
+    for mut vcpu in vcpus {
+        let tx = tx.clone();
+        let evt = exit_evt.try_clone().map_err(VmmError::EventFd)?;
+        let t = timeline.clone();
+        let id = vcpu.id();
+        let handle = std::thread::Builder::new()
+            .name(format!("minivmm-vcpu{id}"))
+            .spawn(move || {
+                let reason = vcpu.run(|| {
+                    if id == 0 {
+                        t.record(BootEvent::FirstKvmRun);
+                    }
+                });
+                log::debug!("vcpu{id} stopped: {reason}");
+                let _ = tx.send((id, reason));
+                let _ = evt.write(1);
+            })
+            .map_err(|e| VmmError::SpawnThread("vcpu", e));
+        match handle {
+            Ok(h) => vcpu_threads.push(h),
+            Err(e) => {
+                stop_threads(&stop, vcpu_threads);
+                return Err(e);
+            }
+        }
+    }
+    let watcher = Arc::new(Mutex::new(ExitWatcher {
+        fds: vec![
+            (exit_evt, Cause::VcpuExited),
+            (reset_evt, Cause::GuestReset),
+            (stop_evt, Cause::StopRequested),
+        ],
+        cause: None,
+    }));
+    Ok(Running {
+        machine_parts: MachineParts {
+            serial,
+            stop,
+            _memory: memory,
+            _vm_fd: vm_fd,
+        },
+        vcpu_threads,
+        reasons,
+        watcher,
+        console_input,
+        timeline,
+    })
+}
+
+/// Sets the stop flag and kicks every vCPU thread until all have left KVM_RUN.
+fn stop_threads(stop: &std::sync::atomic::AtomicBool, threads: Vec<JoinHandle<()>>) {
+    stop.store(true, Ordering::Release);
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    let signal = vcpu::kick_signal();
+    while threads.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
+        for t in threads.iter().filter(|t| !t.is_finished()) {
+            let _ = t.kill(signal);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for t in threads {
+        if t.is_finished() {
+            let _ = t.join();
+        } else {
+            log::error!("a vCPU thread did not stop within {STOP_TIMEOUT:?}; abandoning it");
+        }
+    }
+}
+
+impl Running {
+    /// Runs the event loop until the VM ends; then stops every vCPU.
+    pub(crate) fn run(self) -> VmExit {
+        let _raw = (self.console_input == ConsoleInput::Stdin).then(RawModeGuard::new);
+        let cause = self.event_loop();
+        stop_threads(&self.machine_parts.stop, self.vcpu_threads);
+        self.machine_parts
+            .serial
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .flush();
+        let reason = match cause {
+            Ok(Cause::GuestReset) => ExitReason::GuestReset,
+            Ok(Cause::StopRequested) => ExitReason::StopRequested,
+            Ok(Cause::VcpuExited) => first_reason(&self.reasons),
+            Err(what) => ExitReason::Internal(what),
+        };
+        self.timeline.record(BootEvent::Exit);
+        VmExit {
+            reason,
+            timeline: self.timeline,
+        }
+    }
+
+    fn event_loop(&self) -> Result<Cause, String> {
+        let mut em = EventManager::<Subscriber>::new().map_err(|e| format!("event manager: {e:?}"))?;
+        em.add_subscriber(self.watcher.clone());
+        let stdin = match self.console_input {
+            ConsoleInput::Stdin => {
+                let input = Arc::new(Mutex::new(StdinInput::new(self.machine_parts.serial.clone())));
+                Some((em.add_subscriber(input.clone()), input))
+            }
+            ConsoleInput::None => None,
+        };
+        loop {
+            em.run_with_timeout(TICK_MS)
+                .map_err(|e| format!("event loop: {e:?}"))?;
+            if let Some((id, input)) = &stdin {
+                if let Ok(mut ops) = em.event_ops(*id) {
+                    input.lock().unwrap_or_else(|p| p.into_inner()).tick(&mut ops);
+                }
+            }
+            if let Some(cause) = self.watcher.lock().unwrap_or_else(|p| p.into_inner()).cause {
+                return Ok(cause);
+            }
+        }
+    }
+}
+
+/// The reason of the first vCPU that stopped on its own.
+fn first_reason(reasons: &Receiver<(u8, VcpuExitReason)>) -> ExitReason {
+    reasons
+        .try_iter()
+        .find(|(_, r)| *r != VcpuExitReason::Stopped)
+        .map(|(id, r)| ExitReason::from_vcpu(id, r))
+        .unwrap_or(ExitReason::StopRequested)
+}

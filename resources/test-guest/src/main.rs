@@ -1,0 +1,157 @@
+//! minivmm's test guest: a freestanding x86_64 program loaded as an ELF kernel.
+//!
+//! minivmm enters it in 64-bit mode with RSI pointing at the zero page. It reads its
+//! command line (`guest.test=NAME`), prints what it finds over the serial port, writes
+//! the boot timer, and resets through the i8042. Tests compare its output exactly.
+//!
+//! Tests: `hello` (default), `mptable`, `echo`, `triplefault`, `emulfail`, `hang`.
+#![no_std]
+#![no_main]
+
+mod hw;
+
+use core::fmt::Write;
+use hw::Serial;
+
+/// Zero page offsets (Linux boot protocol).
+const BP_E820_ENTRIES: usize = 0x1e8;
+const BP_CMD_LINE_PTR: usize = 0x228;
+const BP_E820_TABLE: usize = 0x2d0;
+const E820_RAM: u32 = 1;
+
+core::arch::global_asm!(
+    ".section .text.start, \"ax\"",
+    ".global _start",
+    "_start:",
+    "    lea rsp, [rip + __stack_top]",
+    "    mov rdi, rsi",
+    "    call guest_main",
+    "2:  cli",
+    "    hlt",
+    "    jmp 2b",
+);
+
+/// Reads a value of type T at a physical address (identity mapped).
+fn peek<T: Copy>(addr: usize) -> T {
+    // SAFETY: the VMM identity-maps the first 4 GiB; callers pass addresses in RAM
+    // or device windows the VMM set up.
+    unsafe { core::ptr::read_volatile(addr as *const T) }
+}
+
+fn cmdline(zero_page: usize) -> &'static [u8] {
+    let ptr = peek::<u32>(zero_page + BP_CMD_LINE_PTR) as usize;
+    let mut len = 0;
+    while len < 2048 && peek::<u8>(ptr + len) != 0 {
+        len += 1;
+    }
+    // SAFETY: `len` bytes from `ptr` are the NUL-terminated command line in RAM.
+    unsafe { core::slice::from_raw_parts(ptr as *const u8, len) }
+}
+
+fn test_name(cmdline: &[u8]) -> &[u8] {
+    const KEY: &[u8] = b"guest.test=";
+    for word in cmdline.split(|b| *b == b' ') {
+        if let Some(rest) = word.strip_prefix(KEY) {
+            return rest;
+        }
+    }
+    b"hello"
+}
+
+fn ram_kib(zero_page: usize) -> u64 {
+    let n = peek::<u8>(zero_page + BP_E820_ENTRIES) as usize;
+    let mut total = 0u64;
+    for i in 0..n {
+        let e = zero_page + BP_E820_TABLE + i * 20;
+        if peek::<u32>(e + 16) == E820_RAM {
+            total += peek::<u64>(e + 8);
+        }
+    }
+    total / 1024
+}
+
+fn find_mp_floating_pointer() -> Option<usize> {
+    [(0x9fc00usize, 0xa0000usize), (0xf0000, 0x100000)]
+        .into_iter()
+        .flat_map(|(start, end)| (start..end).step_by(16))
+        .find(|a| peek::<[u8; 4]>(*a) == *b"_MP_")
+}
+
+fn report_mptable(out: &mut Serial) {
+    let Some(fp) = find_mp_floating_pointer() else {
+        let _ = writeln!(out, "mptable: not found");
+        return;
+    };
+    let table = peek::<u32>(fp + 4) as usize;
+    let count = peek::<u16>(table + 34) as usize;
+    let mut entry = table + 44;
+    let _ = write!(out, "mptable: apic_ids=");
+    let mut cpus = 0;
+    for _ in 0..count {
+        match peek::<u8>(entry) {
+            0 => {
+                let _ = write!(out, "{}{}", if cpus > 0 { "," } else { "" }, peek::<u8>(entry + 1));
+                cpus += 1;
+                entry += 20;
+            }
+            _ => entry += 8,
+        }
+    }
+    let _ = writeln!(out, " cpus={cpus}");
+    let lapic_id = peek::<u32>(0xfee0_0020) >> 24;
+    let cpuid_apic = hw::cpuid(1).1 >> 24;
+    let _ = writeln!(out, "bsp: lapic_id={lapic_id} cpuid_apic_id={cpuid_apic}");
+}
+
+fn echo(out: &mut Serial) {
+    let _ = writeln!(out, "echo: ready");
+    let mut line = [0u8; 128];
+    let mut len = 0;
+    loop {
+        let b = out.read_byte();
+        if b == b'\n' || b == b'\r' || len == line.len() {
+            break;
+        }
+        line[len] = b;
+        len += 1;
+    }
+    let text = core::str::from_utf8(&line[..len]).unwrap_or("<not utf-8>");
+    let _ = writeln!(out, "echo: {text}");
+}
+
+#[no_mangle]
+extern "C" fn guest_main(zero_page: usize) -> ! {
+    let mut out = Serial;
+    let _ = writeln!(out, "minivmm-test-guest: hello");
+    let _ = writeln!(out, "ram_kib={}", ram_kib(zero_page));
+    match test_name(cmdline(zero_page)) {
+        b"hello" => {}
+        b"mptable" => report_mptable(&mut out),
+        b"echo" => echo(&mut out),
+        b"triplefault" => {
+            let _ = writeln!(out, "triple fault next");
+            hw::triple_fault();
+        }
+        b"emulfail" => {
+            let _ = writeln!(out, "emulation failure next");
+            hw::unemulatable_mmio_read();
+        }
+        b"hang" => {
+            let _ = writeln!(out, "hanging");
+            hw::halt_forever();
+        }
+        _ => {
+            let _ = writeln!(out, "unknown test");
+            hw::triple_fault();
+        }
+    }
+    hw::signal_boot_timer();
+    let _ = writeln!(out, "minivmm-test-guest: reset");
+    hw::reset()
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    let _ = writeln!(Serial, "minivmm-test-guest: panic");
+    hw::triple_fault()
+}

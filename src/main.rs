@@ -1,0 +1,92 @@
+//! `minivmm`: a thin command-line front end to the `vmm` library.
+
+mod cli;
+
+use clap::error::ErrorKind;
+use clap::Parser;
+use std::error::Error;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Instant;
+use vmm::{ExitReason, Vm};
+
+/// Descriptor that stops the VM (the handle's stop eventfd), for the signal handler.
+static STOP_FD: AtomicI32 = AtomicI32::new(-1);
+/// The signal that stopped us, if any.
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_signal(num: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    STOP_SIGNAL.store(num, Ordering::SeqCst);
+    let fd = STOP_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        let one: u64 = 1;
+        // SAFETY: write(2) is async-signal-safe; the buffer is a live local.
+        unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+    }
+}
+
+fn error_chain(err: &dyn Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn main() -> ExitCode {
+    let origin = Instant::now();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("minivmm: {} (see --help)", first.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
+    env_logger::Builder::new()
+        .filter_level(cli.log_level)
+        .format_timestamp_micros()
+        .init();
+
+    let handle = match Vm::start(cli.to_config(origin)) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("minivmm: error: {}", error_chain(&e));
+            return ExitCode::FAILURE;
+        }
+    };
+    STOP_FD.store(handle.stop_fd(), Ordering::SeqCst);
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        if let Err(e) = vmm_sys_util::signal::register_signal_handler(sig, on_signal) {
+            log::warn!("cannot handle signal {sig}: {e}");
+        }
+    }
+    let exit = handle.wait();
+    STOP_FD.store(-1, Ordering::SeqCst);
+    if cli.boot_timeline || log::log_enabled!(log::Level::Debug) {
+        eprint!("{}", exit.timeline);
+    }
+    match exit.reason {
+        r if r.is_guest_request() => {
+            log::info!("{r}");
+            ExitCode::SUCCESS
+        }
+        ExitReason::StopRequested => {
+            let sig = STOP_SIGNAL.load(Ordering::SeqCst);
+            eprintln!("minivmm: stopped by signal {sig}");
+            ExitCode::from(128u8.saturating_add(sig as u8))
+        }
+        r => {
+            eprintln!("minivmm: error: {r}");
+            ExitCode::FAILURE
+        }
+    }
+}
