@@ -102,8 +102,22 @@ mod tests {
     #[test]
     fn options_map_to_config() {
         let cli = Cli::try_parse_from([
-            "minivmm", "--kernel", "k", "--initrd", "i", "--mem", "1G", "--cpus", "2", "--cmdline", "quiet",
-            "--no-default-cmdline", "--cmdline-preset", "emulated-kvm", "--console-log", "out.txt",
+            "minivmm",
+            "--kernel",
+            "k",
+            "--initrd",
+            "i",
+            "--mem",
+            "1G",
+            "--cpus",
+            "2",
+            "--cmdline",
+            "quiet",
+            "--no-default-cmdline",
+            "--cmdline-preset",
+            "emulated-kvm",
+            "--console-log",
+            "out.txt",
         ])
         .unwrap();
         let c = cli.to_config(Instant::now());
@@ -112,13 +126,17 @@ mod tests {
         assert_eq!(c.cmdline.as_deref(), Some("quiet"));
         assert!(!c.default_cmdline);
         assert_eq!(c.cmdline_preset, Some(Preset::EmulatedKvm));
-        assert!(matches!(c.console_output, ConsoleOutput::File(ref p) if p == &PathBuf::from("out.txt")));
+        assert!(
+            matches!(c.console_output, ConsoleOutput::File(ref p) if p == &PathBuf::from("out.txt"))
+        );
     }
 
     #[test]
     fn bad_values_are_rejected() {
         assert!(Cli::try_parse_from(["minivmm", "--kernel", "k", "--mem", "lots"]).is_err());
-        assert!(Cli::try_parse_from(["minivmm", "--kernel", "k", "--cmdline-preset", "x"]).is_err());
+        assert!(
+            Cli::try_parse_from(["minivmm", "--kernel", "k", "--cmdline-preset", "x"]).is_err()
+        );
         assert!(Cli::try_parse_from(["minivmm", "--kernel", "k", "--cpus", "-1"]).is_err());
         assert!(Cli::try_parse_from(["minivmm"]).is_err());
     }

@@ -45,9 +45,18 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
+            // One line: clap's message without its usage and help hints.
             let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!("minivmm: {} (see --help)", first.trim_start_matches("error: "));
+            let message: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .filter(|l| !l.is_empty())
+                .collect();
+            eprintln!(
+                "minivmm: {} (see --help)",
+                message.join(" ").trim_start_matches("error: ")
+            );
             return ExitCode::from(2);
         }
     };
@@ -56,6 +65,13 @@ fn main() -> ExitCode {
         .format_timestamp_micros()
         .init();
 
+    // Handlers first: a signal that arrives while the VM starts is kept and acted on
+    // as soon as the VM's stop descriptor exists.
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        if let Err(e) = vmm_sys_util::signal::register_signal_handler(sig, on_signal) {
+            log::warn!("cannot handle signal {sig}: {e}");
+        }
+    }
     let handle = match Vm::start(cli.to_config(origin)) {
         Ok(h) => h,
         Err(e) => {
@@ -64,10 +80,8 @@ fn main() -> ExitCode {
         }
     };
     STOP_FD.store(handle.stop_fd(), Ordering::SeqCst);
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        if let Err(e) = vmm_sys_util::signal::register_signal_handler(sig, on_signal) {
-            log::warn!("cannot handle signal {sig}: {e}");
-        }
+    if STOP_SIGNAL.load(Ordering::SeqCst) != 0 {
+        handle.stop();
     }
     let exit = handle.wait();
     STOP_FD.store(-1, Ordering::SeqCst);

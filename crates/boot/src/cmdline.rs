@@ -36,7 +36,9 @@ impl FromStr for Preset {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "emulated-kvm" => Ok(Preset::EmulatedKvm),
-            other => Err(format!("unknown command-line preset '{other}' (known: emulated-kvm)")),
+            other => Err(format!(
+                "unknown command-line preset '{other}' (known: emulated-kvm)"
+            )),
         }
     }
 }
@@ -81,8 +83,15 @@ pub fn build_cmdline(
 
 /// Appends an argument the VMM itself needs (device descriptions and such).
 pub fn append(cmdline: &mut Cmdline, arg: &str, capacity: usize) -> Result<(), BootError> {
-    let len = cmdline.as_cstring().map(|c| c.as_bytes().len()).unwrap_or(0) + arg.len() + 1;
-    cmdline.insert_str(arg).map_err(|e| describe(e, len, capacity))
+    let len = cmdline
+        .as_cstring()
+        .map(|c| c.as_bytes().len())
+        .unwrap_or(0)
+        + arg.len()
+        + 1;
+    cmdline
+        .insert_str(arg)
+        .map_err(|e| describe(e, len, capacity))
 }
 
 #[cfg(test)]
@@ -95,7 +104,13 @@ mod tests {
 
     #[test]
     fn defaults_then_preset_then_user() {
-        let c = build_cmdline(true, Some(Preset::EmulatedKvm), Some(" root=/dev/vda "), 2048).unwrap();
+        let c = build_cmdline(
+            true,
+            Some(Preset::EmulatedKvm),
+            Some(" root=/dev/vda "),
+            2048,
+        )
+        .unwrap();
         let text = s(&c);
         assert!(text.starts_with(DEFAULT_CMDLINE));
         assert!(text.contains("noxsave"));
@@ -119,14 +134,21 @@ mod tests {
     fn too_long_is_a_clear_error() {
         let long = "a".repeat(3000);
         let err = build_cmdline(true, None, Some(&long), 2048).unwrap_err();
-        assert!(err.to_string().contains("longer than the kernel accepts (2047 bytes at most)"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("longer than the kernel accepts (2047 bytes at most)"),
+            "{err}"
+        );
         let mut c = build_cmdline(false, None, Some(&"b".repeat(2040)), 2048).unwrap();
         assert!(append(&mut c, "virtio_mmio.device=4K@0xd0001000:5", 2048).is_err());
     }
 
     #[test]
     fn preset_names() {
-        assert_eq!("emulated-kvm".parse::<Preset>().unwrap(), Preset::EmulatedKvm);
+        assert_eq!(
+            "emulated-kvm".parse::<Preset>().unwrap(),
+            Preset::EmulatedKvm
+        );
         assert!("fast".parse::<Preset>().is_err());
     }
 }

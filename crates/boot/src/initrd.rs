@@ -23,14 +23,18 @@ pub fn load_initrd<M: GuestMemoryBackend>(
     top: u64,
 ) -> Result<(GuestAddress, u64), BootError> {
     let mut file = File::open(path).map_err(|e| BootError::Open(path.into(), e))?;
-    let size = file.metadata().map_err(|e| BootError::Open(path.into(), e))?.len();
+    let size = file
+        .metadata()
+        .map_err(|e| BootError::Open(path.into(), e))?
+        .len();
     if size == 0 {
         return Err(BootError::Empty(path.into()));
     }
     let floor = floor.next_multiple_of(PAGE_SIZE);
     let addr = initrd_address(size, floor, top)
         .ok_or_else(|| BootError::InitrdTooBig(path.into(), size, top.saturating_sub(floor)))?;
-    let len = usize::try_from(size).map_err(|_| BootError::InitrdTooBig(path.into(), size, top - floor))?;
+    let len = usize::try_from(size)
+        .map_err(|_| BootError::InitrdTooBig(path.into(), size, top - floor))?;
     mem.read_exact_volatile_from(GuestAddress(addr), &mut file, len)
         .map_err(|_| BootError::InitrdCopy(path.into()))?;
     log::debug!("initrd {} at {addr:#x}, {size} bytes", path.display());
@@ -55,7 +59,8 @@ mod tests {
 
     #[test]
     fn loads_contents_and_rejects_oversize() {
-        let mem: GuestMemoryMmap = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 4 << 20)]).unwrap();
+        let mem: GuestMemoryMmap =
+            GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 4 << 20)]).unwrap();
         let f = TempFile::new().unwrap();
         f.as_file().write_all(b"070701initrd-bytes").unwrap();
         let (addr, size) = load_initrd(&mem, f.as_path(), 0x200000, 4 << 20).unwrap();
@@ -68,9 +73,15 @@ mod tests {
         let big = TempFile::new().unwrap();
         big.as_file().set_len(3 << 20).unwrap();
         let err = load_initrd(&mem, big.as_path(), 0x200000, 4 << 20).unwrap_err();
-        assert!(matches!(err, BootError::InitrdTooBig(_, n, _) if n == 3 << 20), "{err}");
+        assert!(
+            matches!(err, BootError::InitrdTooBig(_, n, _) if n == 3 << 20),
+            "{err}"
+        );
 
         let empty = TempFile::new().unwrap();
-        assert!(matches!(load_initrd(&mem, empty.as_path(), 0, 4 << 20), Err(BootError::Empty(_))));
+        assert!(matches!(
+            load_initrd(&mem, empty.as_path(), 0, 4 << 20),
+            Err(BootError::Empty(_))
+        ));
     }
 }

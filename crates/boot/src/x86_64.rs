@@ -60,7 +60,10 @@ pub fn detect_format(path: &Path, head: &[u8], file_len: u64) -> Result<KernelFo
             return Err(BootError::Truncated(path.into(), 64, file_len));
         }
         if head[4] != ELFCLASS64 || head[5] != ELFDATA2LSB {
-            return Err(BootError::WrongMachine(path.into(), "a 32-bit or big-endian machine".into()));
+            return Err(BootError::WrongMachine(
+                path.into(),
+                "a 32-bit or big-endian machine".into(),
+            ));
         }
         let machine = u16::from_le_bytes([head[18], head[19]]);
         if machine != EM_X86_64 {
@@ -68,19 +71,31 @@ pub fn detect_format(path: &Path, head: &[u8], file_len: u64) -> Result<KernelFo
         }
         return Ok(KernelFormat::Elf);
     }
-    if head.len() >= BZ_HDR_MAGIC_OFFSET + 4 && &head[BZ_HDR_MAGIC_OFFSET..BZ_HDR_MAGIC_OFFSET + 4] == BZ_HDR_MAGIC {
+    if head.len() >= BZ_HDR_MAGIC_OFFSET + 4
+        && &head[BZ_HDR_MAGIC_OFFSET..BZ_HDR_MAGIC_OFFSET + 4] == BZ_HDR_MAGIC
+    {
         // setup_sects at 0x1f1, syssize (16-byte units) at 0x1f4, xloadflags at 0x236.
         let setup_sects = match head[0x1f1] {
             0 => 4,
             n => u64::from(n),
         };
-        let syssize = u64::from(u32::from_le_bytes([head[0x1f4], head[0x1f5], head[0x1f6], head[0x1f7]]));
+        let syssize = u64::from(u32::from_le_bytes([
+            head[0x1f4],
+            head[0x1f5],
+            head[0x1f6],
+            head[0x1f7],
+        ]));
         let needed = (setup_sects + 1) * 512 + syssize * 16;
         if file_len < needed {
             return Err(BootError::Truncated(path.into(), needed, file_len));
         }
-        if head.len() >= 0x238 && u16::from_le_bytes([head[0x236], head[0x237]]) & XLF_KERNEL_64 == 0 {
-            return Err(BootError::UnknownFormat(path.into(), "bzImage without a 64-bit entry point".into()));
+        if head.len() >= 0x238
+            && u16::from_le_bytes([head[0x236], head[0x237]]) & XLF_KERNEL_64 == 0
+        {
+            return Err(BootError::UnknownFormat(
+                path.into(),
+                "bzImage without a 64-bit entry point".into(),
+            ));
         }
         return Ok(KernelFormat::BzImage);
     }
@@ -91,26 +106,43 @@ pub fn detect_format(path: &Path, head: &[u8], file_len: u64) -> Result<KernelFo
 }
 
 /// Loads the kernel at `path` into `mem`, whose RAM below the MMIO gap ends at `low_end`.
-pub fn load_kernel<M: GuestMemoryBackend>(mem: &M, path: &Path, low_end: u64) -> Result<LoadedKernel, BootError> {
+pub fn load_kernel<M: GuestMemoryBackend>(
+    mem: &M,
+    path: &Path,
+    low_end: u64,
+) -> Result<LoadedKernel, BootError> {
     let mut file = File::open(path).map_err(|e| BootError::Open(path.into(), e))?;
-    let len = file.metadata().map_err(|e| BootError::Open(path.into(), e))?.len();
+    let len = file
+        .metadata()
+        .map_err(|e| BootError::Open(path.into(), e))?
+        .len();
     if len == 0 {
         return Err(BootError::Empty(path.into()));
     }
     let mut head = vec![0u8; PROBE_LEN.min(len as usize)];
-    file.read_exact(&mut head).map_err(|e| BootError::Open(path.into(), e))?;
+    file.read_exact(&mut head)
+        .map_err(|e| BootError::Open(path.into(), e))?;
     let format = detect_format(path, &head, len)?;
     let himem = Some(GuestAddress(HIMEM_START));
     let loaded = match format {
         KernelFormat::Elf => {
-            let r = Elf::load(mem, None, &mut file, himem).map_err(|e| BootError::Loader(path.into(), e))?;
-            LoadedKernel { format, entry: r.kernel_load, end: r.kernel_end, setup_header: None }
+            let r = Elf::load(mem, None, &mut file, himem)
+                .map_err(|e| BootError::Loader(path.into(), e))?;
+            LoadedKernel {
+                format,
+                entry: r.kernel_load,
+                end: r.kernel_end,
+                setup_header: None,
+            }
         }
         KernelFormat::BzImage => {
-            let r = BzImage::load(mem, None, &mut file, himem).map_err(|e| BootError::Loader(path.into(), e))?;
+            let r = BzImage::load(mem, None, &mut file, himem)
+                .map_err(|e| BootError::Loader(path.into(), e))?;
             let hdr = r.setup_header;
             // The kernel decompresses itself to pref_address and needs init_size bytes there.
-            let need = hdr.map(|h| u64::from(h.init_size) + { h.pref_address }).unwrap_or(r.kernel_end);
+            let need = hdr
+                .map(|h| u64::from(h.init_size) + { h.pref_address })
+                .unwrap_or(r.kernel_end);
             LoadedKernel {
                 format,
                 entry: GuestAddress(r.kernel_load.0 + BZ_STARTUP_64_OFFSET),
@@ -122,7 +154,12 @@ pub fn load_kernel<M: GuestMemoryBackend>(mem: &M, path: &Path, low_end: u64) ->
     if loaded.end > low_end {
         return Err(BootError::KernelTooBig(path.into(), loaded.end, low_end));
     }
-    log::debug!("loaded {:?} kernel, entry {:#x}, end {:#x}", loaded.format, loaded.entry.0, loaded.end);
+    log::debug!(
+        "loaded {:?} kernel, entry {:#x}, end {:#x}",
+        loaded.format,
+        loaded.entry.0,
+        loaded.end
+    );
     Ok(loaded)
 }
 
@@ -166,9 +203,15 @@ mod tests {
     #[test]
     fn detects_formats() {
         let p = Path::new("k");
-        assert_eq!(detect_format(p, &elf_header(EM_X86_64), 64).unwrap(), KernelFormat::Elf);
+        assert_eq!(
+            detect_format(p, &elf_header(EM_X86_64), 64).unwrap(),
+            KernelFormat::Elf
+        );
         let bz = bzimage(4, 0x10, 0x1000);
-        assert_eq!(detect_format(p, &bz[..PROBE_LEN], 0x1000).unwrap(), KernelFormat::BzImage);
+        assert_eq!(
+            detect_format(p, &bz[..PROBE_LEN], 0x1000).unwrap(),
+            KernelFormat::BzImage
+        );
     }
 
     #[test]
@@ -177,7 +220,10 @@ mod tests {
         assert!(err.to_string().contains("aarch64"), "{err}");
         let mut h = elf_header(EM_X86_64);
         h[4] = 1;
-        assert!(matches!(detect_format(Path::new("k"), &h, 64), Err(BootError::WrongMachine(..))));
+        assert!(matches!(
+            detect_format(Path::new("k"), &h, 64),
+            Err(BootError::WrongMachine(..))
+        ));
     }
 
     #[test]
@@ -191,18 +237,32 @@ mod tests {
     fn rejects_32bit_only_bzimage() {
         let mut bz = bzimage(4, 0x10, 0x1000);
         bz[0x236] = 0;
-        assert!(matches!(detect_format(Path::new("k"), &bz, 0x1000), Err(BootError::UnknownFormat(..))));
+        assert!(matches!(
+            detect_format(Path::new("k"), &bz, 0x1000),
+            Err(BootError::UnknownFormat(..))
+        ));
     }
 
     #[test]
     fn rejects_empty_and_random_files() {
         let m = mem();
         let empty = file_with(&[]);
-        assert!(matches!(load_kernel(&m, empty.as_path(), 64 << 20), Err(BootError::Empty(_))));
-        let random: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        assert!(matches!(
+            load_kernel(&m, empty.as_path(), 64 << 20),
+            Err(BootError::Empty(_))
+        ));
+        let random: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         let f = file_with(&random);
-        assert!(matches!(load_kernel(&m, f.as_path(), 64 << 20), Err(BootError::UnknownFormat(..))));
-        assert!(matches!(load_kernel(&m, Path::new("/nonexistent/k"), 64 << 20), Err(BootError::Open(..))));
+        assert!(matches!(
+            load_kernel(&m, f.as_path(), 64 << 20),
+            Err(BootError::UnknownFormat(..))
+        ));
+        assert!(matches!(
+            load_kernel(&m, Path::new("/nonexistent/k"), 64 << 20),
+            Err(BootError::Open(..))
+        ));
     }
 
     #[test]
@@ -219,6 +279,9 @@ mod tests {
         assert_eq!(k.entry, GuestAddress(HIMEM_START + 0x200));
         assert!(k.setup_header.is_some());
         // Without LOADED_HIGH the loader refuses it.
-        assert!(matches!(load_kernel(&m, f.as_path(), 64 << 20), Err(BootError::Loader(..))));
+        assert!(matches!(
+            load_kernel(&m, f.as_path(), 64 << 20),
+            Err(BootError::Loader(..))
+        ));
     }
 }

@@ -41,9 +41,12 @@ mod tests {
     fn only_the_magic_value_at_offset_zero_counts() {
         let hits = Arc::new(AtomicUsize::new(0));
         let h = hits.clone();
-        let mut t = BootTimer::new(123, Box::new(move || {
-            h.fetch_add(1, Ordering::SeqCst);
-        }));
+        let mut t = BootTimer::new(
+            123,
+            Box::new(move || {
+                h.fetch_add(1, Ordering::SeqCst);
+            }),
+        );
         t.write(0, &[122]);
         t.write(1, &[123]);
         assert_eq!(hits.load(Ordering::SeqCst), 0);

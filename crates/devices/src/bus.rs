@@ -56,7 +56,10 @@ impl Bus {
 
     /// Places `device` at `[base, base + len)`.
     pub fn insert(&mut self, device: SharedDevice, base: u64, len: u64) -> Result<(), BusError> {
-        let end = base.checked_add(len).filter(|_| len > 0).ok_or(BusError::InvalidRange { base, len })?;
+        let end = base
+            .checked_add(len)
+            .filter(|_| len > 0)
+            .ok_or(BusError::InvalidRange { base, len })?;
         let overlaps_prev = self
             .devices
             .range(..end)
@@ -76,7 +79,12 @@ impl Bus {
         (end <= entry.len).then_some((offset, &entry.device))
     }
 
-    fn with_device<F: FnOnce(&mut dyn BusDevice, u64)>(&self, addr: u64, size: usize, f: F) -> bool {
+    fn with_device<F: FnOnce(&mut dyn BusDevice, u64)>(
+        &self,
+        addr: u64,
+        size: usize,
+        f: F,
+    ) -> bool {
         match self.resolve(addr, size) {
             Some((offset, device)) => {
                 // A device whose lock was poisoned by a panic elsewhere is still usable
@@ -133,7 +141,8 @@ mod tests {
     #[test]
     fn misses_outside_ranges_and_across_the_end() {
         let mut bus = Bus::new();
-        bus.insert(Arc::new(Mutex::new(Recorder::default())), 0x1000, 0x10).unwrap();
+        bus.insert(Arc::new(Mutex::new(Recorder::default())), 0x1000, 0x10)
+            .unwrap();
         let mut b = [0xaa; 4];
         assert!(!bus.read(0xfff, &mut b[..1]));
         assert!(!bus.read(0x1010, &mut b[..1]));
@@ -148,11 +157,26 @@ mod tests {
         let mut bus = Bus::new();
         let d = || -> SharedDevice { Arc::new(Mutex::new(Recorder::default())) };
         bus.insert(d(), 0x60, 5).unwrap();
-        assert_eq!(bus.insert(d(), 0x64, 1), Err(BusError::Overlap { base: 0x64, len: 1 }));
-        assert_eq!(bus.insert(d(), 0x50, 0x11), Err(BusError::Overlap { base: 0x50, len: 0x11 }));
+        assert_eq!(
+            bus.insert(d(), 0x64, 1),
+            Err(BusError::Overlap { base: 0x64, len: 1 })
+        );
+        assert_eq!(
+            bus.insert(d(), 0x50, 0x11),
+            Err(BusError::Overlap {
+                base: 0x50,
+                len: 0x11
+            })
+        );
         assert!(bus.insert(d(), 0x65, 1).is_ok());
         assert!(bus.insert(d(), 0x50, 0x10).is_ok());
-        assert!(matches!(bus.insert(d(), 0x10, 0), Err(BusError::InvalidRange { .. })));
-        assert!(matches!(bus.insert(d(), u64::MAX, 2), Err(BusError::InvalidRange { .. })));
+        assert!(matches!(
+            bus.insert(d(), 0x10, 0),
+            Err(BusError::InvalidRange { .. })
+        ));
+        assert!(matches!(
+            bus.insert(d(), u64::MAX, 2),
+            Err(BusError::InvalidRange { .. })
+        ));
     }
 }

@@ -50,7 +50,10 @@ impl BusDevice for SerialDevice {
         match (data.len(), u8::try_from(offset)) {
             (1, Ok(off)) => data[0] = self.serial.read(off),
             _ => {
-                log::debug!("serial: ignored {}-byte read at offset {offset}", data.len());
+                log::debug!(
+                    "serial: ignored {}-byte read at offset {offset}",
+                    data.len()
+                );
                 data.fill(0xff);
             }
         }
@@ -63,7 +66,10 @@ impl BusDevice for SerialDevice {
                     log::warn!("serial: write at offset {off}: {e:?}");
                 }
             }
-            _ => log::debug!("serial: ignored {}-byte write at offset {offset}", data.len()),
+            _ => log::debug!(
+                "serial: ignored {}-byte write at offset {offset}",
+                data.len()
+            ),
         }
     }
 }
@@ -121,7 +127,10 @@ mod tests {
     #[test]
     fn wrong_width_accesses_are_ignored() {
         let sink = Sink::default();
-        let mut s = SerialDevice::new(EventFdTrigger::new(EventFd::new(EFD_NONBLOCK).unwrap()), Box::new(sink.clone()));
+        let mut s = SerialDevice::new(
+            EventFdTrigger::new(EventFd::new(EFD_NONBLOCK).unwrap()),
+            Box::new(sink.clone()),
+        );
         s.write(0, &[1, 2]);
         let mut d = [0u8; 2];
         s.read(0, &mut d);

@@ -26,7 +26,11 @@ impl fmt::Display for InternalErrorInfo {
             3 => " (delivery event)",
             _ => "",
         };
-        write!(f, "suberror {}{what}, RIP {:#x}, instruction bytes [", self.suberror, self.rip)?;
+        write!(
+            f,
+            "suberror {}{what}, RIP {:#x}, instruction bytes [",
+            self.suberror, self.rip
+        )?;
         for (i, b) in self.instruction.iter().enumerate() {
             write!(f, "{}{b:02x}", if i > 0 { " " } else { "" })?;
         }
@@ -82,13 +86,22 @@ impl fmt::Display for VcpuExitReason {
             Self::PowerOff => write!(f, "guest powered off"),
             Self::Stopped => write!(f, "stopped by the VMM"),
             Self::Halted => write!(f, "guest halted"),
-            Self::TripleFault { rip } => write!(f, "guest triple fault (KVM_EXIT_SHUTDOWN) at RIP {rip:#x}"),
+            Self::TripleFault { rip } => {
+                write!(f, "guest triple fault (KVM_EXIT_SHUTDOWN) at RIP {rip:#x}")
+            }
             Self::InternalError(info) => write!(f, "KVM internal error: {info}"),
             Self::FailEntry { reason, cpu } => {
-                write!(f, "VM entry failed: hardware reason {reason:#x} on host CPU {cpu}")
+                write!(
+                    f,
+                    "VM entry failed: hardware reason {reason:#x} on host CPU {cpu}"
+                )
             }
             Self::RunFailed(errno) => {
-                write!(f, "KVM_RUN failed: {}", std::io::Error::from_raw_os_error(*errno))
+                write!(
+                    f,
+                    "KVM_RUN failed: {}",
+                    std::io::Error::from_raw_os_error(*errno)
+                )
             }
             Self::Unexpected(what) => write!(f, "unexpected vCPU exit: {what}"),
         }
@@ -115,7 +128,11 @@ pub(crate) fn internal_error_info(fd: &mut VcpuFd, mem: &GuestMemoryMmap) -> Int
             }
         }
     }
-    InternalErrorInfo { suberror, rip, instruction }
+    InternalErrorInfo {
+        suberror,
+        rip,
+        instruction,
+    }
 }
 
 #[cfg(test)]
@@ -142,6 +159,8 @@ mod tests {
         assert!(VcpuExitReason::PowerOff.is_guest_request());
         assert!(!VcpuExitReason::TripleFault { rip: 0 }.is_guest_request());
         assert!(!VcpuExitReason::Stopped.is_guest_request());
-        assert!(VcpuExitReason::TripleFault { rip: 0x10 }.to_string().contains("triple fault"));
+        assert!(VcpuExitReason::TripleFault { rip: 0x10 }
+            .to_string()
+            .contains("triple fault"));
     }
 }

@@ -13,8 +13,7 @@ extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_v
 /// Installs the (empty) kick handler once per process.
 pub fn install_kick_handler() -> Result<(), vmm_sys_util::errno::Error> {
     static INSTALLED: std::sync::OnceLock<Result<(), i32>> = std::sync::OnceLock::new();
-    INSTALLED
-        .get_or_init(|| register_signal_handler(kick_signal(), on_kick).map_err(|e| e.errno()))
-        .clone()
-        .map_err(vmm_sys_util::errno::Error::new)
+    let result = *INSTALLED
+        .get_or_init(|| register_signal_handler(kick_signal(), on_kick).map_err(|e| e.errno()));
+    result.map_err(vmm_sys_util::errno::Error::new)
 }

@@ -79,7 +79,6 @@ impl Vcpu {
             }
         }
     }
-
 }
 
 /// What the loop does after an exit.

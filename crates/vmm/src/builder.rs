@@ -70,7 +70,10 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
     let memory = create_guest_memory(&vm_fd, config.mem_size)?;
     timeline.record(BootEvent::MemoryMapped);
 
-    let output = std::mem::replace(&mut config.console_output, crate::config::ConsoleOutput::Null);
+    let output = std::mem::replace(
+        &mut config.console_output,
+        crate::config::ConsoleOutput::Null,
+    );
     let console = console_writer(output, timeline.clone())?;
     let LegacyDevices {
         io_bus,
@@ -94,7 +97,9 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
     };
     let mut vcpus = Vec::with_capacity(usize::from(vcpu_count));
     for id in 0..vcpu_count {
-        let fd = vm_fd.create_vcpu(u64::from(id)).map_err(|e| VmmError::CreateVcpu(id, e))?;
+        let fd = vm_fd
+            .create_vcpu(u64::from(id))
+            .map_err(|e| VmmError::CreateVcpu(id, e))?;
         let setup = VcpuSetup {
             id,
             count: vcpu_count,
@@ -116,7 +121,11 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
 
 /// Loads kernel, initrd and command line and writes the boot structures; returns the
 /// kernel's entry point.
-fn load_boot_payload(config: &VmConfig, memory: &GuestMemoryMmap, vcpus: usize) -> Result<GuestAddress, VmmError> {
+fn load_boot_payload(
+    config: &VmConfig,
+    memory: &GuestMemoryMmap,
+    vcpus: usize,
+) -> Result<GuestAddress, VmmError> {
     let low_end = arch::low_memory_end(memory);
     let kernel = boot::load_kernel(memory, &config.kernel, low_end)?;
     let initrd_top = kernel

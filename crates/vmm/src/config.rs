@@ -82,7 +82,9 @@ impl VmConfig {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SizeError {
     /// Not a number with an optional unit.
-    #[error("cannot parse memory size '{0}': use a number of MiB or a unit, e.g. 512M, 1G, 256MiB")]
+    #[error(
+        "cannot parse memory size '{0}': use a number of MiB or a unit, e.g. 512M, 1G, 256MiB"
+    )]
     Unparsable(String),
     /// Larger than 64 bits.
     #[error("memory size '{0}' is too large")]
@@ -106,7 +108,8 @@ pub fn parse_mem_size(text: &str) -> Result<u64, SizeError> {
         _ => return Err(SizeError::Unparsable(text.into())),
     };
     let n: u64 = num.parse().map_err(|_| SizeError::Overflow(text.into()))?;
-    n.checked_mul(1u64 << shift).ok_or_else(|| SizeError::Overflow(text.into()))
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| SizeError::Overflow(text.into()))
 }
 
 #[cfg(test)]
@@ -130,7 +133,13 @@ mod tests {
         for bad in ["", "M", "12X", "1.5G", "-1", "abc", "12 34"] {
             assert!(parse_mem_size(bad).is_err(), "{bad}");
         }
-        assert!(matches!(parse_mem_size("99999999999999999999"), Err(SizeError::Overflow(_))));
-        assert!(matches!(parse_mem_size("99999999999T"), Err(SizeError::Overflow(_))));
+        assert!(matches!(
+            parse_mem_size("99999999999999999999"),
+            Err(SizeError::Overflow(_))
+        ));
+        assert!(matches!(
+            parse_mem_size("99999999999T"),
+            Err(SizeError::Overflow(_))
+        ));
     }
 }

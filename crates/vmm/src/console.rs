@@ -37,10 +37,15 @@ impl Write for TimedWriter {
 }
 
 /// Opens the configured console output as a writer.
-pub fn console_writer(output: ConsoleOutput, timeline: Timeline) -> Result<ConsoleWriter, VmmError> {
+pub fn console_writer(
+    output: ConsoleOutput,
+    timeline: Timeline,
+) -> Result<ConsoleWriter, VmmError> {
     let inner: Box<dyn Write + Send> = match output {
         ConsoleOutput::Stdout => Box::new(io::stdout()),
-        ConsoleOutput::File(path) => Box::new(File::create(&path).map_err(|e| VmmError::ConsoleFile(path, e))?),
+        ConsoleOutput::File(path) => {
+            Box::new(File::create(&path).map_err(|e| VmmError::ConsoleFile(path, e))?)
+        }
         ConsoleOutput::Writer(w) => w,
         ConsoleOutput::Null => Box::new(io::sink()),
     };
@@ -111,7 +116,11 @@ impl StdinInput {
         if self.pending.is_empty() {
             return;
         }
-        let n = self.serial.lock().unwrap_or_else(|p| p.into_inner()).enqueue_input(&self.pending);
+        let n = self
+            .serial
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .enqueue_input(&self.pending);
         self.pending.drain(..n);
     }
 

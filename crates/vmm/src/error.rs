@@ -70,7 +70,9 @@ pub enum VmmError {
 fn kvm_hint(err: &std::io::Error) -> &'static str {
     match err.kind() {
         std::io::ErrorKind::NotFound => " (is KVM enabled? load kvm_intel or kvm_amd)",
-        std::io::ErrorKind::PermissionDenied => " (add your user to the 'kvm' group, or run as root)",
+        std::io::ErrorKind::PermissionDenied => {
+            " (add your user to the 'kvm' group, or run as root)"
+        }
         _ => "",
     }
 }

@@ -30,19 +30,34 @@ fn eventfd() -> Result<EventFd, VmmError> {
 }
 
 /// Creates the legacy devices and places them on fresh buses.
-pub fn attach(vm: &VmFd, console: ConsoleWriter, timeline: &Timeline) -> Result<LegacyDevices, VmmError> {
+pub fn attach(
+    vm: &VmFd,
+    console: ConsoleWriter,
+    timeline: &Timeline,
+) -> Result<LegacyDevices, VmmError> {
     let mut io_bus = Bus::new();
     let mut mmio_bus = Bus::new();
 
     let irq = eventfd()?;
     vm.register_irqfd(&irq, layout::SERIAL_IRQ)
         .map_err(|e| VmmError::Irqfd(layout::SERIAL_IRQ, e))?;
-    let serial = Arc::new(Mutex::new(SerialDevice::new(EventFdTrigger::new(irq), console)));
-    io_bus.insert(serial.clone(), layout::SERIAL_PORT_BASE, layout::SERIAL_PORT_SIZE)?;
+    let serial = Arc::new(Mutex::new(SerialDevice::new(
+        EventFdTrigger::new(irq),
+        console,
+    )));
+    io_bus.insert(
+        serial.clone(),
+        layout::SERIAL_PORT_BASE,
+        layout::SERIAL_PORT_SIZE,
+    )?;
 
     let reset_evt = eventfd()?;
     let i8042 = I8042Device::new(reset_evt.try_clone().map_err(VmmError::EventFd)?);
-    io_bus.insert(Arc::new(Mutex::new(i8042)), layout::I8042_PORT_BASE, layout::I8042_PORT_SIZE)?;
+    io_bus.insert(
+        Arc::new(Mutex::new(i8042)),
+        layout::I8042_PORT_BASE,
+        layout::I8042_PORT_SIZE,
+    )?;
 
     let t = timeline.clone();
     let timer = BootTimer::new(
@@ -52,7 +67,11 @@ pub fn attach(vm: &VmFd, console: ConsoleWriter, timeline: &Timeline) -> Result<
             t.record(BootEvent::BootTimer);
         }),
     );
-    mmio_bus.insert(Arc::new(Mutex::new(timer)), layout::BOOT_TIMER_ADDR, layout::BOOT_TIMER_SIZE)?;
+    mmio_bus.insert(
+        Arc::new(Mutex::new(timer)),
+        layout::BOOT_TIMER_ADDR,
+        layout::BOOT_TIMER_SIZE,
+    )?;
 
     Ok(LegacyDevices {
         io_bus,

@@ -17,7 +17,7 @@ pub fn host_ram() -> u64 {
     }
     // SAFETY: sysinfo returned 0, so it filled the whole struct.
     let info = unsafe { info.assume_init() };
-    u64::from(info.totalram).saturating_mul(u64::from(info.mem_unit))
+    info.totalram.saturating_mul(u64::from(info.mem_unit))
 }
 
 /// Checks a requested guest memory size against minivmm's minimum and the host.
@@ -25,7 +25,7 @@ pub fn check_size(size: u64, host: u64) -> Result<(), VmmError> {
     if size < crate::config::MIN_MEM_SIZE {
         return Err(VmmError::MemTooSmall(size));
     }
-    if size % PAGE_SIZE != 0 {
+    if !size.is_multiple_of(PAGE_SIZE) {
         return Err(VmmError::MemUnaligned(size));
     }
     if size > host {
@@ -39,7 +39,8 @@ pub fn check_size(size: u64, host: u64) -> Result<(), VmmError> {
 pub fn create_guest_memory(vm: &VmFd, size: u64) -> Result<GuestMemoryMmap, VmmError> {
     check_size(size, host_ram())?;
     let regions = arch::guest_memory_regions(size);
-    let mem = GuestMemoryMmap::from_ranges(&regions).map_err(|e| VmmError::GuestMemory(size, e.to_string()))?;
+    let mem = GuestMemoryMmap::from_ranges(&regions)
+        .map_err(|e| VmmError::GuestMemory(size, e.to_string()))?;
     for (slot, region) in mem.iter().enumerate() {
         let kvm_region = kvm_userspace_memory_region {
             slot: slot as u32,
@@ -64,8 +65,14 @@ mod tests {
         let host = 8u64 << 30;
         assert!(check_size(128 << 20, host).is_ok());
         assert!(matches!(check_size(0, host), Err(VmmError::MemTooSmall(0))));
-        assert!(matches!(check_size((64 << 20) + 1, host), Err(VmmError::MemUnaligned(_))));
-        assert!(matches!(check_size(4096u64 << 30, host), Err(VmmError::MemTooLarge(..))));
+        assert!(matches!(
+            check_size((64 << 20) + 1, host),
+            Err(VmmError::MemUnaligned(_))
+        ));
+        assert!(matches!(
+            check_size(4096u64 << 30, host),
+            Err(VmmError::MemTooLarge(..))
+        ));
         assert!(host_ram() > 0);
     }
 }

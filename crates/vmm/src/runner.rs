@@ -187,11 +187,14 @@ impl Running {
     }
 
     fn event_loop(&self) -> Result<Cause, String> {
-        let mut em = EventManager::<Subscriber>::new().map_err(|e| format!("event manager: {e:?}"))?;
+        let mut em =
+            EventManager::<Subscriber>::new().map_err(|e| format!("event manager: {e:?}"))?;
         em.add_subscriber(self.watcher.clone());
         let stdin = match self.console_input {
             ConsoleInput::Stdin => {
-                let input = Arc::new(Mutex::new(StdinInput::new(self.machine_parts.serial.clone())));
+                let input = Arc::new(Mutex::new(StdinInput::new(
+                    self.machine_parts.serial.clone(),
+                )));
                 Some((em.add_subscriber(input.clone()), input))
             }
             ConsoleInput::None => None,
@@ -201,7 +204,10 @@ impl Running {
                 .map_err(|e| format!("event loop: {e:?}"))?;
             if let Some((id, input)) = &stdin {
                 if let Ok(mut ops) = em.event_ops(*id) {
-                    input.lock().unwrap_or_else(|p| p.into_inner()).tick(&mut ops);
+                    input
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .tick(&mut ops);
                 }
             }
             if let Some(cause) = self.watcher.lock().unwrap_or_else(|p| p.into_inner()).cause {

@@ -59,26 +59,41 @@ impl Timeline {
         let elapsed = self.origin.elapsed();
         let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
         if events.iter().all(|(e, _)| *e != event) {
-            log::debug!("boot timeline: {} at {:.3} ms", event.name(), elapsed.as_secs_f64() * 1e3);
+            log::debug!(
+                "boot timeline: {} at {:.3} ms",
+                event.name(),
+                elapsed.as_secs_f64() * 1e3
+            );
             events.push((event, elapsed));
         }
     }
 
     /// When `event` happened, if it did.
     pub fn get(&self, event: BootEvent) -> Option<Duration> {
-        self.snapshot().into_iter().find(|(e, _)| *e == event).map(|(_, d)| d)
+        self.snapshot()
+            .into_iter()
+            .find(|(e, _)| *e == event)
+            .map(|(_, d)| d)
     }
 
     /// All milestones so far, in the order they happened.
     pub fn snapshot(&self) -> Vec<(BootEvent, Duration)> {
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
 impl fmt::Display for Timeline {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         for (event, at) in self.snapshot() {
-            writeln!(f, "boot-timeline {:<18} {:>10.3} ms", event.name(), at.as_secs_f64() * 1e3)?;
+            writeln!(
+                f,
+                "boot-timeline {:<18} {:>10.3} ms",
+                event.name(),
+                at.as_secs_f64() * 1e3
+            )?;
         }
         Ok(())
     }

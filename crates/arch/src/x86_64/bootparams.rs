@@ -50,7 +50,9 @@ pub fn e820_entries<M: GuestMemoryBackend>(mem: &M) -> Vec<(u64, u64, u32)> {
             map.push((start, end - start, E820_RAM));
         }
     }
-    debug_assert!(map.iter().all(|(a, s, _)| a + s <= MMIO_GAP_START || *a >= MMIO_GAP_END));
+    debug_assert!(map
+        .iter()
+        .all(|(a, s, _)| a + s <= MMIO_GAP_START || *a >= MMIO_GAP_END));
     map
 }
 

@@ -73,7 +73,9 @@ mod tests {
 
     #[test]
     fn apic_id_and_topology_per_vcpu() {
-        let mut c = CpuId::from_entries(&[entry(1, 0), entry(0xb, 0), entry(0xb, 1), entry(0xb, 2)]).unwrap();
+        let mut c =
+            CpuId::from_entries(&[entry(1, 0), entry(0xb, 0), entry(0xb, 1), entry(0xb, 2)])
+                .unwrap();
         filter_cpuid(&mut c, 3, 4);
         let e = c.as_slice();
         assert_eq!(e[0].ebx >> 24, 3);

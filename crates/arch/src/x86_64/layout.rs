@@ -80,3 +80,9 @@ pub const IOAPIC_PINS: u8 = 24;
 
 /// Most vCPUs the MP table and the xAPIC ID space allow.
 pub const MAX_VCPUS: usize = 254;
+
+// The map's invariants, checked at compile time.
+const _: () = assert!(BOOT_STACK_POINTER > ZERO_PAGE_START + 0x1000 && BOOT_STACK_POINTER < PML4_START);
+const _: () = assert!(BOOT_TIMER_ADDR + BOOT_TIMER_SIZE <= VIRTIO_MMIO_START);
+const _: () = assert!(VIRTIO_MMIO_START >= MMIO_GAP_START && IOAPIC_ADDR < MMIO_GAP_END);
+const _: () = assert!(VIRTIO_IRQ_BASE > SERIAL_IRQ && VIRTIO_IRQ_MAX < IOAPIC_PINS as u32);

@@ -177,10 +177,12 @@ mod tests {
 
     #[test]
     fn largest_table_fits_below_1mib() {
-        let mem: GuestMemoryMmap = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 2 << 20)]).unwrap();
+        let mem: GuestMemoryMmap =
+            GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 2 << 20)]).unwrap();
         setup_mptable(&mem, MAX_VCPUS).unwrap();
         let mut sig = [0u8; 4];
-        mem.read_slice(&mut sig, GuestAddress(MPTABLE_START)).unwrap();
+        mem.read_slice(&mut sig, GuestAddress(MPTABLE_START))
+            .unwrap();
         assert_eq!(&sig, b"_MP_");
     }
 }

@@ -27,10 +27,16 @@ pub fn setup_identity_map<M: GuestMemoryBackend>(mem: &M) -> Result<u64, PagingE
     };
     write(PML4_START, PDPTE_START | PRESENT_WRITABLE)?;
     for pd in 0..PD_COUNT {
-        write(PDPTE_START + pd * 8, (PDE_START + pd * 0x1000) | PRESENT_WRITABLE)?;
+        write(
+            PDPTE_START + pd * 8,
+            (PDE_START + pd * 0x1000) | PRESENT_WRITABLE,
+        )?;
     }
     for i in 0..512 * PD_COUNT {
-        write(PDE_START + i * 8, (i << 21) | PAGE_SIZE_2M | PRESENT_WRITABLE)?;
+        write(
+            PDE_START + i * 8,
+            (i << 21) | PAGE_SIZE_2M | PRESENT_WRITABLE,
+        )?;
     }
     Ok(PML4_START)
 }
@@ -42,7 +48,8 @@ mod tests {
 
     #[test]
     fn maps_first_4_gib_identity() {
-        let mem: GuestMemoryMmap = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let mem: GuestMemoryMmap =
+            GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
         assert_eq!(setup_identity_map(&mem).unwrap(), PML4_START);
         let pml4: u64 = mem.read_obj(GuestAddress(PML4_START)).unwrap();
         assert_eq!(pml4, PDPTE_START | 3);
@@ -50,10 +57,14 @@ mod tests {
         assert_eq!(pdpte, PDE_START | 3);
         // Walk a virtual address through the tables: it must map to itself.
         for va in [0x3fe0_1234u64, 0xd000_0010, 0xfee0_0020] {
-            let pdpte: u64 = mem.read_obj(GuestAddress(PDPTE_START + ((va >> 30) & 0x1ff) * 8)).unwrap();
+            let pdpte: u64 = mem
+                .read_obj(GuestAddress(PDPTE_START + ((va >> 30) & 0x1ff) * 8))
+                .unwrap();
             assert_eq!(pdpte & 3, 3);
             let pd = pdpte & !0xfff;
-            let pde: u64 = mem.read_obj(GuestAddress(pd + ((va >> 21) & 0x1ff) * 8)).unwrap();
+            let pde: u64 = mem
+                .read_obj(GuestAddress(pd + ((va >> 21) & 0x1ff) * 8))
+                .unwrap();
             assert_eq!(pde & 0x83, 0x83);
             assert_eq!((pde & !0x1f_ffff) | (va & 0x1f_ffff), va);
         }
@@ -61,7 +72,11 @@ mod tests {
 
     #[test]
     fn fails_cleanly_without_memory() {
-        let mem: GuestMemoryMmap = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x1000)]).unwrap();
-        assert!(matches!(setup_identity_map(&mem), Err(PagingError::WriteTable(PML4_START))));
+        let mem: GuestMemoryMmap =
+            GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x1000)]).unwrap();
+        assert!(matches!(
+            setup_identity_map(&mem),
+            Err(PagingError::WriteTable(PML4_START))
+        ));
     }
 }

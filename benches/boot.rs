@@ -1,0 +1,212 @@
+//! Boot benchmarks that print numbers (run with `cargo bench --bench boot -- [OPTIONS]`):
+//!
+//! - VMM overhead: the freestanding test guest, exec to exit, wall time and peak RSS of
+//!   the minivmm process (wait4 rusage), at --mem 128M and 2G. Always runs.
+//! - `--linux`: time to `Run /init` of the resources/ Linux guest on this host's KVM
+//!   (slow where KVM emulates guest code: minutes).
+//! - `--nested`: time to user space (boot-timer write) of a 2-vCPU Linux guest inside the
+//!   nested harness, from minivmm's boot timeline.
+//!
+//! Options: `--runs N` (default 20).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const MINIVMM: &str = env!("CARGO_BIN_EXE_minivmm");
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs a command, returning its wall time, peak RSS in KiB and exit status.
+// The child is reaped by wait4 (for its rusage), not by std's wait.
+#[allow(clippy::zombie_processes)]
+fn measure(cmd: &mut Command) -> (Duration, u64, i32) {
+    let start = Instant::now();
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn minivmm");
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child and fills the rusage we own.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let wall = start.elapsed();
+    assert_eq!(pid, child.id() as i32, "wait4 failed");
+    (wall, usage.ru_maxrss as u64, libc::WEXITSTATUS(status))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn summary(name: &str, unit: &str, mut v: Vec<f64>) {
+    v.sort_by(f64::total_cmp);
+    println!(
+        "{name:<34} median {:>8.2} {unit}  p90 {:>8.2} {unit}  min {:>8.2}  max {:>8.2}  (n={})",
+        percentile(&v, 0.5),
+        percentile(&v, 0.9),
+        v[0],
+        v[v.len() - 1],
+        v.len()
+    );
+}
+
+fn build_test_guest() -> PathBuf {
+    let dir = repo().join("resources/test-guest");
+    let ok = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet"])
+        .current_dir(&dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .status()
+        .expect("cargo")
+        .success();
+    assert!(ok, "test guest build failed");
+    dir.join("target/x86_64-unknown-none/release/minivmm-test-guest")
+}
+
+fn overhead(runs: usize) {
+    let guest = build_test_guest();
+    println!("== VMM overhead: test guest, exec to exit ({runs} runs each)");
+    for mem in ["128M", "2G"] {
+        let (mut wall, mut rss) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let (w, r, code) = measure(
+                Command::new(MINIVMM)
+                    .args(["--kernel"])
+                    .arg(&guest)
+                    .args(["--mem", mem]),
+            );
+            assert_eq!(code, 0, "minivmm failed");
+            wall.push(w.as_secs_f64() * 1e3);
+            rss.push(r as f64 / 1024.0);
+        }
+        summary(&format!("wall time, --mem {mem}"), "ms ", wall);
+        summary(&format!("peak RSS, --mem {mem}"), "MiB", rss);
+    }
+}
+
+fn kernel_dir() -> PathBuf {
+    let out = Command::new(repo().join("resources/kernel/build-kernel.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("build-kernel.sh");
+    assert!(out.status.success());
+    PathBuf::from(
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .lines()
+            .last()
+            .unwrap_or_default(),
+    )
+}
+
+fn linux_direct() {
+    let kernel = kernel_dir().join("vmlinux");
+    let initrd = std::env::temp_dir().join("minivmm-bench-initramfs.cpio");
+    assert!(
+        Command::new(repo().join("resources/guest/build-initramfs.sh"))
+            .arg(&initrd)
+            .status()
+            .unwrap()
+            .success()
+    );
+    println!("== Linux guest on this host's KVM: vmlinux, raw initramfs, 512M, 1 vCPU");
+    let start = Instant::now();
+    let mut child = Command::new(MINIVMM)
+        .args([
+            "--kernel",
+            path(&kernel),
+            "--initrd",
+            path(&initrd),
+            "--mem",
+            "512M",
+            "--boot-timeline",
+        ])
+        .args(["--cmdline-preset", "emulated-kvm"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    for line in stdout.lines().map_while(Result::ok) {
+        if line.contains("Run /init as init process") {
+            println!(
+                "Run /init: {:.1} s after exec (guest clock: {})",
+                start.elapsed().as_secs_f64(),
+                line.trim()
+            );
+        }
+    }
+    let out = child.wait_with_output().expect("wait");
+    print!("{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn nested() {
+    let dir = std::env::temp_dir().join("minivmm-bench-nested");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let scenario = dir.join("scenario.sh");
+    std::fs::write(
+        &scenario,
+        "for i in 1 2 3; do run_l2 elf-2cpu-$i --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 512M --cpus 2; done\n",
+    )
+    .expect("write");
+    let log = dir.join("l1.log");
+    let ok = Command::new(repo().join("tests/nested/harness.sh"))
+        .arg(&scenario)
+        .arg(&log)
+        .status()
+        .expect("harness");
+    assert!(ok.success(), "nested harness failed");
+    let text = std::fs::read_to_string(&log).expect("log");
+    println!("== Nested harness (emulated L1, KVM on emulated SVM): 2-vCPU Linux to user space");
+    let timer: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with("boot-timeline boot_timer"))
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse().ok())
+        .collect();
+    let exit: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with("boot-timeline exit"))
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse().ok())
+        .collect();
+    assert!(!timer.is_empty(), "no boot-timer milestone in:\n{text}");
+    summary("user space (boot timer), L1 clock", "ms ", timer);
+    summary("minivmm start to exit, L1 clock", "ms ", exit);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let runs = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    if std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
+        println!("boot bench SKIPPED: no usable /dev/kvm on this host");
+        return;
+    }
+    overhead(runs);
+    if args.iter().any(|a| a == "--linux") {
+        linux_direct();
+    }
+    if args.iter().any(|a| a == "--nested") {
+        nested();
+    }
+}

@@ -1,0 +1,202 @@
+//! Bad user input: each case gets one clear error line and a non-zero exit, never a
+//! panic, a backtrace or a hang.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::time::Duration;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn fails_with(args: &[&str], needle: &str) {
+    let run = run_minivmm(args, b"", DEADLINE);
+    assert_one_line_error(&run, needle);
+}
+
+fn guest() -> String {
+    test_guest().display().to_string()
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn unusable_kernel_files() {
+    let dir = scratch("bad-kernels");
+    fails_with(
+        &["--kernel", "/nonexistent/vmlinux"],
+        "cannot read /nonexistent/vmlinux: No such file",
+    );
+    let empty = write(&dir, "empty", b"");
+    fails_with(&["--kernel", &empty], "is empty");
+    let random: Vec<u8> = (0..65536u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    let random = write(&dir, "random", &random);
+    fails_with(
+        &["--kernel", &random],
+        "neither an ELF vmlinux nor a bzImage",
+    );
+    fails_with(&["--kernel", dir.to_str().unwrap()], "cannot read");
+
+    // The test guest with its machine type changed to aarch64 (EM_AARCH64 = 183).
+    let mut elf = std::fs::read(test_guest()).unwrap();
+    elf[18..20].copy_from_slice(&183u16.to_le_bytes());
+    let arm = write(&dir, "arm64.elf", &elf);
+    fails_with(&["--kernel", &arm], "is an ELF file for aarch64");
+}
+
+#[test]
+fn truncated_bzimage() {
+    let Some(kernel) = guest_kernel("truncated_bzimage") else {
+        return;
+    };
+    let dir = scratch("bad-bzimage");
+    let bz = std::fs::read(kernel.join("bzImage")).unwrap();
+    let cut = write(&dir, "bzImage.cut", &bz[..bz.len() / 2]);
+    fails_with(&["--kernel", &cut], "is truncated: its header needs");
+}
+
+#[test]
+fn unusable_initrd() {
+    let dir = scratch("bad-initrd");
+    let big = dir.join("big.cpio");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(200 << 20)
+        .unwrap();
+    fails_with(
+        &[
+            "--kernel",
+            &guest(),
+            "--mem",
+            "128M",
+            "--initrd",
+            big.to_str().unwrap(),
+        ],
+        "does not fit in guest memory",
+    );
+    fails_with(
+        &["--kernel", &guest(), "--initrd", "/nonexistent/initrd"],
+        "cannot read /nonexistent/initrd",
+    );
+}
+
+#[test]
+fn impossible_memory_sizes() {
+    fails_with(&["--kernel", &guest(), "--mem", "0"], "too small");
+    fails_with(
+        &["--kernel", &guest(), "--mem", "4096G"],
+        "more than this host's",
+    );
+    fails_with(
+        &["--kernel", &guest(), "--mem", "lots"],
+        "cannot parse memory size 'lots'",
+    );
+    fails_with(
+        &["--kernel", &guest(), "--mem", "1.5G"],
+        "cannot parse memory size",
+    );
+    fails_with(
+        &["--kernel", &guest(), "--mem", "99999999999999999999"],
+        "too large",
+    );
+}
+
+#[test]
+fn impossible_vcpu_counts() {
+    if !kvm_available("impossible_vcpu_counts") {
+        return;
+    }
+    fails_with(&["--kernel", &guest(), "--cpus", "0"], "at least one vCPU");
+    fails_with(
+        &["--kernel", &guest(), "--cpus", "5000"],
+        "5000 vCPUs requested, but at most",
+    );
+    fails_with(
+        &["--kernel", &guest(), "--cpus", "two"],
+        "invalid value 'two'",
+    );
+}
+
+#[test]
+fn command_line_too_long() {
+    let long = "x".repeat(3000);
+    fails_with(
+        &["--kernel", &guest(), "--cmdline", &long],
+        "longer than the kernel accepts (2047 bytes at most)",
+    );
+}
+
+#[test]
+fn kvm_device_missing_or_not_permitted() {
+    fails_with(
+        &["--kernel", &guest(), "--kvm-device", "/nonexistent/kvm"],
+        "cannot open /nonexistent/kvm: No such file",
+    );
+    // A regular file is not KVM.
+    let dir = scratch("bad-kvm");
+    let fake = write(&dir, "kvm", b"");
+    fails_with(
+        &["--kernel", &guest(), "--kvm-device", &fake],
+        "cannot open",
+    );
+
+    // Permission denied: as root, drop to an unprivileged user for the real /dev/kvm;
+    // otherwise use a file without permissions.
+    // SAFETY: geteuid has no side effects.
+    if unsafe { libc::geteuid() } == 0 {
+        if !Path::new("/dev/kvm").exists()
+            || std::process::Command::new("setpriv")
+                .arg("--help")
+                .output()
+                .is_err()
+        {
+            eprintln!("SKIPPED permission case: needs /dev/kvm and setpriv");
+            return;
+        }
+        let out = std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                MINIVMM,
+                "--kernel",
+                &guest(),
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("cannot open /dev/kvm: Permission denied"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("kvm' group"), "{stderr}");
+    } else {
+        let locked = write(&dir, "locked", b"");
+        std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+        fails_with(
+            &["--kernel", &guest(), "--kvm-device", &locked],
+            "Permission denied",
+        );
+    }
+}
+
+#[test]
+fn unknown_options_and_missing_kernel() {
+    fails_with(&[], "--kernel");
+    fails_with(
+        &["--kernel", &guest(), "--frobnicate"],
+        "unexpected argument '--frobnicate'",
+    );
+    fails_with(
+        &["--kernel", &guest(), "--cmdline-preset", "warp"],
+        "unknown command-line preset 'warp'",
+    );
+}

@@ -1,0 +1,207 @@
+//! Helpers shared by minivmm's integration tests: building the test guest, finding
+//! the guest kernel, running the `minivmm` binary with a deadline.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const MINIVMM: &str = env!("CARGO_BIN_EXE_minivmm");
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// True if /dev/kvm can be opened; otherwise prints why the test is skipped.
+pub fn kvm_available(test: &str) -> bool {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("SKIPPED {test}: this host has no usable /dev/kvm ({e})");
+            false
+        }
+    }
+}
+
+/// Builds the freestanding test guest (once per test binary) and returns its path.
+pub fn test_guest() -> PathBuf {
+    static GUEST: OnceLock<PathBuf> = OnceLock::new();
+    GUEST
+        .get_or_init(|| {
+            let dir = repo().join("resources/test-guest");
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--release", "--quiet"])
+                .current_dir(&dir)
+                .env_remove("RUSTFLAGS")
+                .env_remove("CARGO_TARGET_DIR")
+                .env_remove("CARGO_BUILD_TARGET")
+                .status()
+                .expect("run cargo for the test guest");
+            assert!(
+                status.success(),
+                "building the test guest failed (rustup target add x86_64-unknown-none?)"
+            );
+            dir.join("target/x86_64-unknown-none/release/minivmm-test-guest")
+        })
+        .clone()
+}
+
+/// The guest kernel directory (vmlinux, bzImage), built or found in the cache by
+/// resources/kernel/build-kernel.sh. None (with the reason printed) only when the
+/// developer opted out with MINIVMM_SKIP_LINUX_TESTS=1.
+pub fn guest_kernel(test: &str) -> Option<PathBuf> {
+    if std::env::var_os("MINIVMM_SKIP_LINUX_TESTS").is_some() {
+        eprintln!("SKIPPED {test}: MINIVMM_SKIP_LINUX_TESTS is set");
+        return None;
+    }
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    Some(
+        DIR.get_or_init(|| {
+            let out = Command::new(repo().join("resources/kernel/build-kernel.sh"))
+                .stderr(Stdio::inherit())
+                .output()
+                .expect("run build-kernel.sh");
+            assert!(out.status.success(), "guest kernel build failed");
+            PathBuf::from(
+                String::from_utf8_lossy(&out.stdout)
+                    .trim()
+                    .lines()
+                    .last()
+                    .unwrap_or_default(),
+            )
+        })
+        .clone(),
+    )
+}
+
+/// Builds the guest initramfs into `dir` (raw, or gzip when `gzip`).
+pub fn guest_initramfs(dir: &Path, gzip: bool) -> PathBuf {
+    let out = dir.join(if gzip {
+        "initramfs.cpio.gz"
+    } else {
+        "initramfs.cpio"
+    });
+    let mut cmd = Command::new(repo().join("resources/guest/build-initramfs.sh"));
+    cmd.arg(&out);
+    if gzip {
+        cmd.arg("--gzip");
+    }
+    let status = cmd.status().expect("run build-initramfs.sh");
+    assert!(status.success(), "initramfs build failed");
+    out
+}
+
+/// A unique scratch directory under the target dir.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = repo().join("target/test-scratch").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// The result of one minivmm run.
+pub struct Run {
+    pub status: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    pub fn stderr_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect()
+    }
+}
+
+fn wait_with_deadline(mut child: Child, deadline: Duration) -> (Output, Duration) {
+    let start = Instant::now();
+    loop {
+        match child.try_wait().expect("wait for minivmm") {
+            Some(_) => break,
+            None if start.elapsed() > deadline => {
+                let _ = child.kill();
+                break;
+            }
+            None => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    let out = child.wait_with_output().expect("collect minivmm output");
+    (out, start.elapsed())
+}
+
+/// Runs minivmm with `args` and `stdin` bytes; kills it after `deadline`.
+pub fn run_minivmm(args: &[&str], stdin: &[u8], deadline: Duration) -> Run {
+    let mut child = Command::new(MINIVMM)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env("RUST_BACKTRACE", "1")
+        .spawn()
+        .expect("start minivmm");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin).expect("write stdin");
+    drop(input);
+    let (out, elapsed) = wait_with_deadline(child, deadline);
+    Run {
+        status: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed,
+    }
+}
+
+/// Asserts a run failed with exactly one clear error line mentioning `needle`.
+pub fn assert_one_line_error(run: &Run, needle: &str) {
+    assert!(
+        matches!(run.status, Some(c) if c != 0),
+        "expected failure, got {:?}\n{}",
+        run.status,
+        run.stderr
+    );
+    let lines = run.stderr_lines();
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected one error line, got:\n{}",
+        run.stderr
+    );
+    assert!(lines[0].starts_with("minivmm: "), "{}", lines[0]);
+    assert!(
+        lines[0].contains(needle),
+        "'{}' does not mention '{needle}'",
+        lines[0]
+    );
+    for bad in ["panicked", "backtrace", "RUST_BACKTRACE"] {
+        assert!(!run.stderr.contains(bad), "{}", run.stderr);
+    }
+}
+
+/// True when this host's CPU has no hardware virtualization flags, i.e. its /dev/kvm is
+/// a nested, emulating one and guest kernels need the `emulated-kvm` preset.
+pub fn host_emulates_guest_code() -> bool {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    !cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("flags"))
+        .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"))
+}
+
+/// Parses "Memory: 499576K/523896K available" into the total (second) figure in KiB.
+pub fn kernel_memory_total_kib(console: &str) -> Option<u64> {
+    let line = console
+        .lines()
+        .find(|l| l.contains("Memory: ") && l.contains("K available"))?;
+    let after = line.split("Memory: ").nth(1)?;
+    let total = after.split('/').nth(1)?.split('K').next()?;
+    total.parse().ok()
+}

@@ -1,0 +1,146 @@
+//! The nested harness (tests/nested/harness.sh): minivmm inside an emulated x86 host,
+//! where guest user space and a second vCPU run. One L1 boot runs several L2 guests.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+
+/// One L2 run's console and minivmm's status, cut from L1's output.
+struct L2Run {
+    output: String,
+    rc: i32,
+}
+
+fn section(log: &str, name: &str) -> L2Run {
+    let begin = format!("=== BEGIN {name}\n");
+    let start = log
+        .find(&begin)
+        .unwrap_or_else(|| panic!("no '{name}' section in:\n{log}"))
+        + begin.len();
+    let rest = &log[start..];
+    let end_marker = format!("=== END {name} rc=");
+    let end = rest
+        .find(&end_marker)
+        .unwrap_or_else(|| panic!("'{name}' did not end:\n{rest}"));
+    let rc = rest[end + end_marker.len()..]
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .parse()
+        .unwrap_or(-1);
+    L2Run {
+        output: rest[..end].to_string(),
+        rc,
+    }
+}
+
+fn value<'a>(text: &'a str, key: &str) -> &'a str {
+    text.split(key)
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or("")
+}
+
+fn boot_timer_ms(run: &L2Run) -> f64 {
+    run.output
+        .lines()
+        .find(|l| l.starts_with("boot-timeline boot_timer"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no boot-timer milestone:\n{}", run.output))
+}
+
+fn check_user_space(run: &L2Run, cpus: u32, mem_mib: u64) {
+    assert_eq!(run.rc, 0, "minivmm status:\n{}", run.output);
+    assert!(
+        run.output.contains("MINIVMM-GUEST: user space reached"),
+        "{}",
+        run.output
+    );
+    assert_eq!(
+        value(&run.output, "cpus=").parse::<u32>().unwrap(),
+        cpus,
+        "{}",
+        run.output
+    );
+    let memtotal: u64 = value(&run.output, "memtotal_kb=").parse().unwrap();
+    let want = mem_mib * 1024;
+    // MemTotal excludes the kernel image and early reservations (a few % here).
+    assert!(
+        memtotal <= want && memtotal * 100 >= want * 90,
+        "MemTotal {memtotal} KiB for {want} KiB"
+    );
+    assert!(boot_timer_ms(run) > 0.0);
+}
+
+#[test]
+fn l2_guests_reach_user_space_in_the_nested_harness() {
+    if std::env::var_os("MINIVMM_SKIP_NESTED_TESTS").is_some() {
+        eprintln!("SKIPPED nested harness: MINIVMM_SKIP_NESTED_TESTS is set");
+        return;
+    }
+    let dir = scratch("nested");
+    let scenario = dir.join("scenario.sh");
+    std::fs::write(
+        &scenario,
+        r#"
+run_l2 elf-2cpu --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 512M --cpus 2
+run_l2 bzimage-gzip --kernel /l2/bzImage --initrd /l2/initramfs.cpio.gz --mem 256M
+run_l2_shell stdin-shell 'echo STDIN-$((6*7))
+reboot -f' --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M --cmdline minivmm.action=shell
+"#,
+    )
+    .unwrap();
+    let log_path = dir.join("l1.log");
+    let status = Command::new(repo().join("tests/nested/harness.sh"))
+        .arg(&scenario)
+        .arg(&log_path)
+        .status()
+        .expect("run the nested harness");
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(status.success(), "harness failed ({status}):\n{log}");
+    assert!(
+        log.contains("=== L1 KVM ready"),
+        "L1 has no /dev/kvm:\n{log}"
+    );
+    assert!(log.contains("=== L1 DONE"), "L1 did not finish:\n{log}");
+
+    let elf = section(&log, "elf-2cpu");
+    check_user_space(&elf, 2, 512);
+    assert!(
+        elf.output.contains("smp: Brought up 1 node, 2 CPUs"),
+        "{}",
+        elf.output
+    );
+    assert!(
+        elf.output.contains("MINIVMM-GUEST: rebooting"),
+        "{}",
+        elf.output
+    );
+
+    let bz = section(&log, "bzimage-gzip");
+    check_user_space(&bz, 1, 256);
+    assert!(
+        bz.output.contains("MINIVMM-GUEST: rebooting"),
+        "{}",
+        bz.output
+    );
+
+    let shell = section(&log, "stdin-shell");
+    assert_eq!(shell.rc, 0, "{}", shell.output);
+    assert!(
+        shell.output.contains("MINIVMM-GUEST: shell ready"),
+        "{}",
+        shell.output
+    );
+    // The answer proves the typed line reached the guest's shell and ran there.
+    assert!(shell.output.contains("\nSTDIN-42"), "{}", shell.output);
+
+    println!(
+        "nested: time to user space (boot timer, ms since minivmm start): elf-2cpu {:.0}, bzimage-gzip {:.0}",
+        boot_timer_ms(&elf),
+        boot_timer_ms(&bz)
+    );
+}

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# minivmm's nested test harness: runs minivmm inside an emulated x86 host, where
+# guest user space and secondary vCPUs work even when this host's /dev/kvm cannot.
+#
+#   L0 (this host) --qemu TCG, -cpu EPYC (emulated SVM)--> L1 (Debian cloud kernel,
+#   kvm-amd) --minivmm--> L2 (resources/ guest kernel + busybox initramfs)
+#
+# Usage: tests/nested/harness.sh SCENARIO.sh OUTPUT.log
+# SCENARIO.sh runs inside L1 with the helpers of l1-lib.sh (run_l2 ...); everything
+# L1 prints, L2 consoles included, lands in OUTPUT.log. Artifacts are cached in
+# $MINIVMM_CACHE_DIR (default ~/.cache/minivmm).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+scenario=${1:?usage: harness.sh SCENARIO.sh OUTPUT.log}
+output=${2:?usage: harness.sh SCENARIO.sh OUTPUT.log}
+cache=${MINIVMM_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/minivmm}
+timeout_s=${MINIVMM_NESTED_TIMEOUT:-600}
+log() { echo "harness: $*" >&2; }
+
+# --- L1 kernel and KVM modules, from Debian's cloud kernel package ----------------
+l1_pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')
+[ -n "$l1_pkg" ] || { log "cannot resolve linux-image-cloud-amd64 (run apt-get update)"; exit 1; }
+l1_dir="$cache/l1-$l1_pkg"
+if [ ! -f "$l1_dir/vmlinuz" ]; then
+    log "fetching $l1_pkg"
+    tmp=$(mktemp -d)
+    (cd "$tmp" && apt-get download "$l1_pkg" >/dev/null 2>&1 && dpkg-deb -x ./*.deb x)
+    mkdir -p "$l1_dir.tmp"
+    cp "$tmp"/x/boot/vmlinuz-* "$l1_dir.tmp/vmlinuz"
+    for m in virt/lib/irqbypass arch/x86/kvm/kvm arch/x86/kvm/kvm-amd drivers/net/tun drivers/block/loop; do
+        f=$(find "$tmp"/x/lib/modules -path "*/kernel/$m.ko*" | head -n1)
+        [ -n "$f" ] || { log "module $m not in $l1_pkg"; exit 1; }
+        cp "$f" "$l1_dir.tmp/"
+    done
+    rm -rf "$tmp" "$l1_dir"
+    mv "$l1_dir.tmp" "$l1_dir"
+fi
+
+# --- L2 payload: minivmm (static), guest kernel, initramfs ---------------------------
+log "building static minivmm (x86_64-unknown-linux-musl)"
+(cd "$repo" && CARGO_TARGET_DIR="$repo/target/nested" cargo build --quiet --release \
+    --target x86_64-unknown-linux-musl --bin minivmm)
+minivmm="$repo/target/nested/x86_64-unknown-linux-musl/release/minivmm"
+kernel_dir=$("$repo/resources/kernel/build-kernel.sh")
+
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage"/{bin,dev,proc,sys,tmp,lib,l2}
+cp /bin/busybox "$stage/bin/busybox"
+cp "$minivmm" "$stage/bin/minivmm"
+cp "$l1_dir"/*.ko* "$stage/lib/"
+cp "$kernel_dir/vmlinux" "$kernel_dir/bzImage" "$stage/l2/"
+"$repo/resources/guest/build-initramfs.sh" "$stage/l2/initramfs.cpio" >/dev/null
+"$repo/resources/guest/build-initramfs.sh" "$stage/l2/initramfs.cpio.gz" --gzip >/dev/null
+install -m 0755 "$here/l1-init" "$stage/init"
+cp "$here/l1-lib.sh" "$stage/l1-lib.sh"
+cp "$scenario" "$stage/scenario.sh"
+mknod -m 600 "$stage/dev/console" c 5 1
+(cd "$stage" && find . -print0 | cpio --null -o -H newc --quiet) > "$stage.cpio"
+trap 'rm -rf "$stage" "$stage.cpio"' EXIT
+
+# --- Boot L1 under TCG ----------------------------------------------------------------
+log "booting L1 ($l1_pkg) under qemu TCG; scenario $(basename "$scenario")"
+start=$(date +%s.%N)
+set +e
+timeout "$timeout_s" qemu-system-x86_64 -accel tcg -cpu EPYC -smp 2 -m 2048 \
+    -display none -monitor none -serial stdio -no-reboot \
+    -kernel "$l1_dir/vmlinuz" -initrd "$stage.cpio" \
+    -append "console=ttyS0 panic=-1 quiet loglevel=3" < /dev/null > "$output" 2>&1
+rc=$?
+set -e
+end=$(date +%s.%N)
+log "L1 finished with status $rc after $(echo "$end - $start" | bc) s"
+exit $rc

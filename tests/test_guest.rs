@@ -1,0 +1,207 @@
+//! The freestanding test guest on this host's /dev/kvm: exact serial output, memory
+//! sizes, SMP description, console input, failure exits, signals, boot timeline.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// RAM the e820 map reports for `mib` of guest memory: all of it minus the
+/// EBDA..1 MiB hole (0x9fc00..0x100000 = 385 KiB).
+fn e820_ram_kib(mib: u64) -> u64 {
+    mib * 1024 - 385
+}
+
+fn guest_args(extra: &[&str]) -> Vec<String> {
+    let guest = test_guest();
+    let mut v = vec!["--kernel".to_string(), guest.display().to_string()];
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+fn run_guest(extra: &[&str], stdin: &[u8]) -> Run {
+    let args = guest_args(extra);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_minivmm(&refs, stdin, DEADLINE)
+}
+
+#[test]
+fn boots_and_resets_with_exact_output_at_128m_and_2g() {
+    if !kvm_available("boots_and_resets_with_exact_output_at_128m_and_2g") {
+        return;
+    }
+    for (mem, mib) in [("128M", 128), ("2G", 2048)] {
+        let run = run_guest(&["--mem", mem], b"");
+        assert_eq!(run.status, Some(0), "mem {mem}: {}", run.stderr);
+        assert_eq!(
+            run.stdout,
+            format!(
+                "minivmm-test-guest: hello\nram_kib={}\nminivmm-test-guest: reset\n",
+                e820_ram_kib(mib)
+            )
+        );
+        assert_eq!(run.stderr, "", "a clean run prints nothing on stderr");
+    }
+}
+
+#[test]
+fn two_vcpus_appear_in_the_mp_table_with_their_apic_ids() {
+    if !kvm_available("two_vcpus_appear_in_the_mp_table_with_their_apic_ids") {
+        return;
+    }
+    let run = run_guest(&["--cpus", "2", "--cmdline", "guest.test=mptable"], b"");
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout.contains("mptable: apic_ids=0,1 cpus=2\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("bsp: lapic_id=0 cpuid_apic_id=0\n"),
+        "{}",
+        run.stdout
+    );
+    let run = run_guest(&["--cpus", "4", "--cmdline", "guest.test=mptable"], b"");
+    assert!(
+        run.stdout.contains("mptable: apic_ids=0,1,2,3 cpus=4\n"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn console_input_reaches_the_guest() {
+    if !kvm_available("console_input_reaches_the_guest") {
+        return;
+    }
+    let run = run_guest(&["--cmdline", "guest.test=echo"], b"hello from the host\n");
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("echo: ready\necho: hello from the host\n"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn console_log_file_gets_the_output() {
+    if !kvm_available("console_log_file_gets_the_output") {
+        return;
+    }
+    let dir = scratch("console-log");
+    let log = dir.join("console.txt");
+    let run = run_guest(&["--console-log", log.to_str().unwrap()], b"");
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    assert_eq!(run.stdout, "");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.starts_with("minivmm-test-guest: hello\n"), "{text}");
+}
+
+#[test]
+fn triple_fault_is_a_clear_failure() {
+    if !kvm_available("triple_fault_is_a_clear_failure") {
+        return;
+    }
+    let run = run_guest(&["--cmdline", "guest.test=triplefault"], b"");
+    assert_eq!(run.status, Some(1));
+    assert!(
+        run.stdout.ends_with("triple fault next\n"),
+        "{}",
+        run.stdout
+    );
+    assert_one_line_error(&run, "guest triple fault (KVM_EXIT_SHUTDOWN) at RIP 0x");
+}
+
+#[test]
+fn emulation_failure_reports_suberror_rip_and_bytes() {
+    if !kvm_available("emulation_failure_reports_suberror_rip_and_bytes") {
+        return;
+    }
+    let run = run_guest(&["--cmdline", "guest.test=emulfail"], b"");
+    assert_eq!(run.status, Some(1));
+    // POPCNT r64, m64 is f3 48 0f b8 /r.
+    assert_one_line_error(
+        &run,
+        "KVM internal error: suberror 1 (emulation failure), RIP 0x",
+    );
+    assert!(
+        run.stderr.contains("instruction bytes [f3 48 0f b8"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn sigterm_stops_every_vcpu_and_exits() {
+    if !kvm_available("sigterm_stops_every_vcpu_and_exits") {
+        return;
+    }
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        let args = guest_args(&["--cpus", "2", "--cmdline", "guest.test=hang"]);
+        let mut child = std::process::Command::new(MINIVMM)
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until the guest says it hangs, then signal.
+        let mut stdout = child.stdout.take().unwrap();
+        let mut seen = String::new();
+        let mut buf = [0u8; 256];
+        while !seen.contains("hanging\n") {
+            let n = std::io::Read::read(&mut stdout, &mut buf).unwrap();
+            assert!(n > 0, "guest output ended early: {seen}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let start = std::time::Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "minivmm did not stop on signal {sig}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(status.code(), Some(128 + sig), "{stderr}");
+        assert_eq!(stderr.trim(), format!("minivmm: stopped by signal {sig}"));
+    }
+}
+
+#[test]
+fn boot_timeline_lists_every_milestone_in_order() {
+    if !kvm_available("boot_timeline_lists_every_milestone_in_order") {
+        return;
+    }
+    let run = run_guest(&["--boot-timeline"], b"");
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    let names = [
+        "vm_created",
+        "memory_mapped",
+        "kernel_loaded",
+        "first_kvm_run",
+        "first_serial_byte",
+        "boot_timer",
+        "exit",
+    ];
+    let mut last = 0.0f64;
+    let lines = run.stderr_lines();
+    assert_eq!(lines.len(), names.len(), "{}", run.stderr);
+    for (line, name) in lines.iter().zip(names) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields[0], "boot-timeline");
+        assert_eq!(fields[1], name, "{}", run.stderr);
+        let ms: f64 = fields[2].parse().unwrap();
+        assert!(ms >= last, "{}", run.stderr);
+        last = ms;
+    }
+}
