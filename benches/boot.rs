@@ -9,25 +9,32 @@
 //!
 //! Options: `--runs N` (default 20).
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{guest_initramfs, guest_kernel, repo, scratch, test_guest, MINIVMM};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const MINIVMM: &str = env!("CARGO_BIN_EXE_minivmm");
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+/// One measured run: wall time, peak RSS (KiB), exit status, and minivmm's own
+/// "exit" milestone (ms since its main(): the VM stopped, before the kernel tears it down).
+struct Sample {
+    wall: Duration,
+    rss_kib: u64,
+    status: i32,
+    vm_stopped_ms: Option<f64>,
 }
 
-/// Runs a command, returning its wall time, peak RSS in KiB and exit status.
+/// Runs a command with stderr captured, reaping it with wait4 for its rusage.
 // The child is reaped by wait4 (for its rusage), not by std's wait.
 #[allow(clippy::zombie_processes)]
-fn measure(cmd: &mut Command) -> (Duration, u64, i32) {
+fn measure(cmd: &mut Command) -> Sample {
     let start = Instant::now();
-    let child = cmd
+    let mut child = cmd
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn minivmm");
     let mut status = 0;
@@ -37,7 +44,20 @@ fn measure(cmd: &mut Command) -> (Duration, u64, i32) {
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     let wall = start.elapsed();
     assert_eq!(pid, child.id() as i32, "wait4 failed");
-    (wall, usage.ru_maxrss as u64, libc::WEXITSTATUS(status))
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+    }
+    let vm_stopped_ms = stderr
+        .lines()
+        .find(|l| l.starts_with("boot-timeline exit"))
+        .and_then(|l| l.split_whitespace().nth(2)?.parse().ok());
+    Sample {
+        wall,
+        rss_kib: usage.ru_maxrss as u64,
+        status: libc::WEXITSTATUS(status),
+        vm_stopped_ms,
+    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -57,65 +77,44 @@ fn summary(name: &str, unit: &str, mut v: Vec<f64>) {
     );
 }
 
-fn build_test_guest() -> PathBuf {
-    let dir = repo().join("resources/test-guest");
-    let ok = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet"])
-        .current_dir(&dir)
-        .env_remove("CARGO_TARGET_DIR")
-        .status()
-        .expect("cargo")
-        .success();
-    assert!(ok, "test guest build failed");
-    dir.join("target/x86_64-unknown-none/release/minivmm-test-guest")
-}
-
 fn overhead(runs: usize) {
-    let guest = build_test_guest();
+    let guest = test_guest();
     println!("== VMM overhead: test guest, exec to exit ({runs} runs each)");
     for mem in ["128M", "2G"] {
-        let (mut wall, mut rss) = (Vec::new(), Vec::new());
+        let (mut wall, mut rss, mut stopped, mut teardown) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..runs {
-            let (w, r, code) = measure(
-                Command::new(MINIVMM)
-                    .args(["--kernel"])
-                    .arg(&guest)
-                    .args(["--mem", mem]),
-            );
-            assert_eq!(code, 0, "minivmm failed");
-            wall.push(w.as_secs_f64() * 1e3);
-            rss.push(r as f64 / 1024.0);
+            let s = measure(Command::new(MINIVMM).args(["--kernel"]).arg(&guest).args([
+                "--mem",
+                mem,
+                "--boot-timeline",
+            ]));
+            assert_eq!(s.status, 0, "minivmm failed");
+            let wall_ms = s.wall.as_secs_f64() * 1e3;
+            wall.push(wall_ms);
+            rss.push(s.rss_kib as f64 / 1024.0);
+            if let Some(ms) = s.vm_stopped_ms {
+                stopped.push(ms);
+                teardown.push(wall_ms - ms);
+            }
         }
         summary(&format!("wall time, --mem {mem}"), "ms ", wall);
+        summary("  of which main() to VM stopped", "ms ", stopped);
+        summary("  of which the rest (KVM teardown)", "ms ", teardown);
         summary(&format!("peak RSS, --mem {mem}"), "MiB", rss);
     }
-}
-
-fn kernel_dir() -> PathBuf {
-    let out = Command::new(repo().join("resources/kernel/build-kernel.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("build-kernel.sh");
-    assert!(out.status.success());
-    PathBuf::from(
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .lines()
-            .last()
-            .unwrap_or_default(),
-    )
+    println!(
+        "note: on nested hosts the kernel's VM teardown (in-kernel PIC/IOAPIC/PIT io-bus \
+         unregistration, one expedited SRCU grace period each) dominates the wall time"
+    );
 }
 
 fn linux_direct() {
-    let kernel = kernel_dir().join("vmlinux");
-    let initrd = std::env::temp_dir().join("minivmm-bench-initramfs.cpio");
-    assert!(
-        Command::new(repo().join("resources/guest/build-initramfs.sh"))
-            .arg(&initrd)
-            .status()
-            .unwrap()
-            .success()
-    );
+    let Some(kernel_dir) = guest_kernel("bench --linux") else {
+        return;
+    };
+    let kernel = kernel_dir.join("vmlinux");
+    let initrd = guest_initramfs(&scratch("bench-linux"), false);
     println!("== Linux guest on this host's KVM: vmlinux, raw initramfs, 512M, 1 vCPU");
     let start = Instant::now();
     let mut child = Command::new(MINIVMM)
@@ -153,8 +152,7 @@ fn path(p: &Path) -> &str {
 }
 
 fn nested() {
-    let dir = std::env::temp_dir().join("minivmm-bench-nested");
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = scratch("bench-nested");
     let scenario = dir.join("scenario.sh");
     std::fs::write(
         &scenario,

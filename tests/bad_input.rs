@@ -180,7 +180,8 @@ fn kvm_device_missing_or_not_permitted() {
         assert!(stderr.contains("kvm' group"), "{stderr}");
     } else {
         let locked = write(&dir, "locked", b"");
-        std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+        std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o000))
+            .unwrap();
         fails_with(
             &["--kernel", &guest(), "--kvm-device", &locked],
             "Permission denied",

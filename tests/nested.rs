@@ -87,7 +87,7 @@ fn l2_guests_reach_user_space_in_the_nested_harness() {
         &scenario,
         r#"
 run_l2 elf-2cpu --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 512M --cpus 2
-run_l2 bzimage-gzip --kernel /l2/bzImage --initrd /l2/initramfs.cpio.gz --mem 256M
+run_l2 bzimage-gzip-poweroff --kernel /l2/bzImage --initrd /l2/initramfs.cpio.gz --mem 256M --cmdline minivmm.action=poweroff
 run_l2_shell stdin-shell 'echo STDIN-$((6*7))
 reboot -f' --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M --cmdline minivmm.action=shell
 "#,
@@ -99,7 +99,10 @@ reboot -f' --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M --cmdline
         .arg(&log_path)
         .status()
         .expect("run the nested harness");
-    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    // L1's console turns every newline into CR LF (and L2's own CR LF into CR CR LF).
+    let log = std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .replace('\r', "");
     assert!(status.success(), "harness failed ({status}):\n{log}");
     assert!(
         log.contains("=== L1 KVM ready"),

@@ -72,6 +72,38 @@ fn two_vcpus_appear_in_the_mp_table_with_their_apic_ids() {
 }
 
 #[test]
+fn acpi_tables_are_found_through_the_zero_page() {
+    if !kvm_available("acpi_tables_are_found_through_the_zero_page") {
+        return;
+    }
+    let run = run_guest(&["--cpus", "2", "--cmdline", "guest.test=acpi"], b"");
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout.contains("acpi: rsdp=0xe0000 xsdt=FACP,APIC\n"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn acpi_poweroff_ends_the_vm_with_status_0() {
+    if !kvm_available("acpi_poweroff_ends_the_vm_with_status_0") {
+        return;
+    }
+    let run = run_guest(
+        &["--cmdline", "guest.test=poweroff", "--log-level", "info"],
+        b"",
+    );
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout.ends_with("minivmm-test-guest: poweroff\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stderr.contains("guest powered off"), "{}", run.stderr);
+}
+
+#[test]
 fn console_input_reaches_the_guest() {
     if !kvm_available("console_input_reaches_the_guest") {
         return;

@@ -18,9 +18,11 @@ if [ ! -f "$tarball" ]; then
     exit 1
 fi
 
-# The key covers the config fragment, the patches, this script and the source version.
+# The key covers the config fragment, the patches, the source version and the recipe
+# version below (bump it when the build steps change what comes out).
+recipe=1
 src_version=$(dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null || stat -c %s "$tarball")
-key=$( (cat "$here/x86_64.config" "$here"/*.patch "$0"; echo "$src_version") | sha256sum | cut -c1-16)
+key=$( (cat "$here/x86_64.config" "$here"/*.patch; echo "$src_version recipe=$recipe") | sha256sum | cut -c1-16)
 out="$cache/kernel-x86_64-$key"
 
 if [ -f "$out/vmlinux" ] && [ -f "$out/bzImage" ]; then
@@ -30,6 +32,14 @@ if [ -f "$out/vmlinux" ] && [ -f "$out/bzImage" ]; then
 fi
 
 mkdir -p "$cache"
+# One build at a time per cache: a second caller waits, then finds the result.
+exec 9>"$cache/.kernel-x86_64.lock"
+flock 9
+if [ -f "$out/vmlinux" ] && [ -f "$out/bzImage" ]; then
+    echo "build-kernel.sh: cached kernel in $out" >&2
+    echo "$out"
+    exit 0
+fi
 work=$(mktemp -d "$cache/build-XXXXXX")
 trap 'rm -rf "$work"' EXIT
 

@@ -14,6 +14,8 @@ const DATA_OFFSET: u64 = 0;
 const STATUS_OUTPUT_FULL: u8 = 0x01;
 const STATUS_SYSTEM_FLAG: u8 = 0x04;
 const STATUS_LAST_WAS_COMMAND: u8 = 0x08;
+/// Set when the keyboard is not inhibited by the (absent) key lock.
+const STATUS_UNLOCKED: u8 = 0x10;
 
 const CMD_READ_CTR: u8 = 0x20;
 const CMD_WRITE_CTR: u8 = 0x60;
@@ -71,7 +73,7 @@ impl I8042Device {
     }
 
     fn status(&self) -> u8 {
-        let mut s = STATUS_SYSTEM_FLAG;
+        let mut s = STATUS_SYSTEM_FLAG | STATUS_UNLOCKED;
         if !self.output.is_empty() {
             s |= STATUS_OUTPUT_FULL;
         }
@@ -86,7 +88,9 @@ impl I8042Device {
         self.pending = None;
         match cmd {
             CMD_READ_CTR => self.push(self.ctr),
-            CMD_WRITE_CTR | CMD_WRITE_OUTPUT_PORT | CMD_WRITE_KBD_BUFFER => self.pending = Some(cmd),
+            CMD_WRITE_CTR | CMD_WRITE_OUTPUT_PORT | CMD_WRITE_KBD_BUFFER => {
+                self.pending = Some(cmd)
+            }
             CMD_SELF_TEST => self.push(SELF_TEST_OK),
             CMD_TEST_KBD | CMD_TEST_AUX => self.push(PORT_TEST_OK),
             CMD_READ_OUTPUT_PORT => self.push(self.output_port),
@@ -128,7 +132,10 @@ impl BusDevice for I8042Device {
         match (offset, data) {
             (COMMAND_OFFSET, [cmd]) => self.command(*cmd),
             (DATA_OFFSET, [value]) => self.data(*value),
-            _ => log::debug!("i8042: ignored {}-byte write at offset {offset}", data.len()),
+            _ => log::debug!(
+                "i8042: ignored {}-byte write at offset {offset}",
+                data.len()
+            ),
         }
     }
 }

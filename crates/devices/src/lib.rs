@@ -1,5 +1,6 @@
 //! Emulated devices and the bus that routes guest port I/O and MMIO accesses to them.
 
+pub mod acpi_pm;
 pub mod boot_timer;
 pub mod bus;
 pub mod i8042;

@@ -8,7 +8,7 @@ use crate::legacy::{self, LegacyDevices};
 use crate::memory::create_guest_memory;
 use crate::timeline::{BootEvent, Timeline};
 use arch::layout::{CMDLINE_MAX_SIZE, CMDLINE_START};
-use arch::{InitrdRange, SystemSetup, VcpuSetup};
+use arch::{BootInfo, InitrdRange, VcpuSetup};
 use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 use kvm_ioctls::{Kvm, VmFd};
 use std::ffi::CString;
@@ -27,6 +27,8 @@ pub struct Machine {
     pub serial: Arc<Mutex<devices::serial::SerialDevice>>,
     /// Signalled by the guest's reset request.
     pub reset_evt: vmm_sys_util::eventfd::EventFd,
+    /// Signalled by the guest's power-off request.
+    pub poweroff_evt: vmm_sys_util::eventfd::EventFd,
     /// Tells vCPUs to leave their loops.
     pub stop: Arc<AtomicBool>,
     /// Guest RAM (kept alive while the VM fd exists).
@@ -64,11 +66,14 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
     let kvm = open_kvm(&config.kvm_path)?;
     let vcpu_count = check_vcpus(&kvm, config.vcpus)?;
     let vm_fd = kvm.create_vm().map_err(VmmError::CreateVm)?;
-    arch::setup_vm(&vm_fd)?;
     timeline.record(BootEvent::VmCreated);
 
+    // Memory slots go in before the in-kernel irqchip: with the irqchip present every
+    // slot update waits for an expedited SRCU grace period (measured 4-6 ms per slot
+    // on nested hosts, 0.2 ms without).
     let memory = create_guest_memory(&vm_fd, config.mem_size)?;
     timeline.record(BootEvent::MemoryMapped);
+    arch::setup_vm(&vm_fd)?;
 
     let output = std::mem::replace(
         &mut config.console_output,
@@ -80,6 +85,7 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
         mmio_bus,
         serial,
         reset_evt,
+        poweroff_evt,
     } = legacy::attach(&vm_fd, console, timeline)?;
 
     let entry = load_boot_payload(&config, &memory, usize::from(vcpu_count))?;
@@ -113,6 +119,7 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
         vcpus,
         serial,
         reset_evt,
+        poweroff_evt,
         stop,
         memory,
         vm_fd,
@@ -154,15 +161,13 @@ fn load_boot_payload(
     linux_loader::loader::load_cmdline(memory, GuestAddress(CMDLINE_START), &cmdline)
         .map_err(|_| boot::BootError::CmdlineWrite)?;
     log::debug!("kernel command line: {:?}", cmdline.as_cstring());
-    arch::configure_system(
-        memory,
-        &SystemSetup {
-            num_cpus: vcpus,
-            setup_header: kernel.setup_header,
-            cmdline_addr: GuestAddress(CMDLINE_START),
-            cmdline_len,
-            initrd,
-        },
-    )?;
+    let info = BootInfo {
+        header: kernel.setup_header,
+        cmdline_addr: GuestAddress(CMDLINE_START),
+        cmdline_len,
+        initrd,
+        acpi_rsdp: None,
+    };
+    arch::configure_system(memory, vcpus, info)?;
     Ok(kernel.entry)
 }

@@ -1,9 +1,11 @@
 //! The always-present devices of an x86 microVM: serial console (port I/O, IRQ 4 via
-//! irqfd), the i8042 reset stub, and the boot-timer MMIO byte.
+//! irqfd), the i8042 controller (reset line), the ACPI power-management registers
+//! (power-off and reset), and the boot-timer MMIO byte.
 
 use crate::error::VmmError;
 use crate::timeline::{BootEvent, Timeline};
 use arch::layout;
+use devices::acpi_pm::AcpiPmDevice;
 use devices::boot_timer::BootTimer;
 use devices::i8042::I8042Device;
 use devices::serial::{ConsoleWriter, SerialDevice};
@@ -21,8 +23,10 @@ pub struct LegacyDevices {
     pub mmio_bus: Bus,
     /// The serial console, also fed by the event loop.
     pub serial: Arc<Mutex<SerialDevice>>,
-    /// Written by the i8042 when the guest asks for a reset.
+    /// Written by the i8042 or the ACPI reset register when the guest asks for a reset.
     pub reset_evt: EventFd,
+    /// Written by the ACPI sleep control register when the guest powers off.
+    pub poweroff_evt: EventFd,
 }
 
 fn eventfd() -> Result<EventFd, VmmError> {
@@ -59,6 +63,19 @@ pub fn attach(
         layout::I8042_PORT_SIZE,
     )?;
 
+    let poweroff_evt = eventfd()?;
+    let acpi_pm = AcpiPmDevice::new(
+        poweroff_evt.try_clone().map_err(VmmError::EventFd)?,
+        reset_evt.try_clone().map_err(VmmError::EventFd)?,
+        arch::acpi::S5_SLEEP_TYPE,
+        layout::ACPI_RESET_VALUE,
+    );
+    io_bus.insert(
+        Arc::new(Mutex::new(acpi_pm)),
+        layout::ACPI_PM_PORT_BASE,
+        layout::ACPI_PM_PORT_SIZE,
+    )?;
+
     let t = timeline.clone();
     let timer = BootTimer::new(
         layout::BOOT_TIMER_MAGIC,
@@ -78,5 +95,6 @@ pub fn attach(
         mmio_bus,
         serial,
         reset_evt,
+        poweroff_evt,
     })
 }

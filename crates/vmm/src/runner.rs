@@ -31,6 +31,7 @@ type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
 enum Cause {
     VcpuExited,
     GuestReset,
+    GuestPowerOff,
     StopRequested,
 }
 
@@ -89,6 +90,7 @@ pub(crate) fn launch(
         vcpus,
         serial,
         reset_evt,
+        poweroff_evt,
         stop,
         memory,
         vm_fd,
@@ -123,6 +125,7 @@ pub(crate) fn launch(
         fds: vec![
             (exit_evt, Cause::VcpuExited),
             (reset_evt, Cause::GuestReset),
+            (poweroff_evt, Cause::GuestPowerOff),
             (stop_evt, Cause::StopRequested),
         ],
         cause: None,
@@ -175,6 +178,7 @@ impl Running {
             .flush();
         let reason = match cause {
             Ok(Cause::GuestReset) => ExitReason::GuestReset,
+            Ok(Cause::GuestPowerOff) => ExitReason::GuestPowerOff,
             Ok(Cause::StopRequested) => ExitReason::StopRequested,
             Ok(Cause::VcpuExited) => first_reason(&self.reasons),
             Err(what) => ExitReason::Internal(what),

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 /// A boot milestone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BootEvent {
-    /// KVM_CREATE_VM done (with irqchip and PIT).
+    /// KVM_CREATE_VM done.
     VmCreated,
-    /// Guest memory allocated and registered with KVM.
+    /// Guest memory allocated and registered with KVM (the irqchip and PIT follow).
     MemoryMapped,
     /// Kernel, initrd, command line and boot structures in guest memory.
     KernelLoaded,

@@ -8,6 +8,7 @@ const LSR_DATA_READY: u8 = 0x01;
 const LSR_THR_EMPTY: u8 = 0x20;
 const I8042_COMMAND: u16 = 0x64;
 const I8042_RESET: u8 = 0xfe;
+const ACPI_SLEEP_CONTROL: u16 = 0x600;
 const BOOT_TIMER: usize = 0xd000_0000;
 const BOOT_TIMER_MAGIC: u8 = 123;
 /// An address in the MMIO gap with no device behind it.
@@ -56,6 +57,12 @@ pub fn signal_boot_timer() {
     unsafe { core::ptr::write_volatile(BOOT_TIMER as *mut u8, BOOT_TIMER_MAGIC) };
 }
 
+/// ACPI sleep control register: SLP_EN | SLP_TYP=5 (S5, soft off).
+pub fn acpi_poweroff() -> ! {
+    outb(ACPI_SLEEP_CONTROL, (5 << 2) | (1 << 5));
+    halt_forever()
+}
+
 pub fn reset() -> ! {
     outb(I8042_COMMAND, I8042_RESET);
     halt_forever()
@@ -80,7 +87,9 @@ pub fn triple_fault() -> ! {
 pub fn unemulatable_mmio_read() -> ! {
     let v: u64;
     // SAFETY: reads an unbacked MMIO address; the VMM stops the guest here.
-    unsafe { asm!("popcnt {}, qword ptr [{}]", out(reg) v, in(reg) UNBACKED_MMIO, options(nostack)) };
+    unsafe {
+        asm!("popcnt {}, qword ptr [{}]", out(reg) v, in(reg) UNBACKED_MMIO, options(nostack))
+    };
     let _ = v;
     halt_forever()
 }

@@ -4,7 +4,8 @@
 //! command line (`guest.test=NAME`), prints what it finds over the serial port, writes
 //! the boot timer, and resets through the i8042. Tests compare its output exactly.
 //!
-//! Tests: `hello` (default), `mptable`, `echo`, `triplefault`, `emulfail`, `hang`.
+//! Tests: `hello` (default), `mptable`, `acpi`, `echo`, `poweroff`, `triplefault`,
+//! `emulfail`, `hang`.
 #![no_std]
 #![no_main]
 
@@ -14,6 +15,7 @@ use core::fmt::Write;
 use hw::Serial;
 
 /// Zero page offsets (Linux boot protocol).
+const BP_ACPI_RSDP_ADDR: usize = 0x70;
 const BP_E820_ENTRIES: usize = 0x1e8;
 const BP_CMD_LINE_PTR: usize = 0x228;
 const BP_E820_TABLE: usize = 0x2d0;
@@ -90,7 +92,12 @@ fn report_mptable(out: &mut Serial) {
     for _ in 0..count {
         match peek::<u8>(entry) {
             0 => {
-                let _ = write!(out, "{}{}", if cpus > 0 { "," } else { "" }, peek::<u8>(entry + 1));
+                let _ = write!(
+                    out,
+                    "{}{}",
+                    if cpus > 0 { "," } else { "" },
+                    peek::<u8>(entry + 1)
+                );
                 cpus += 1;
                 entry += 20;
             }
@@ -101,6 +108,31 @@ fn report_mptable(out: &mut Serial) {
     let lapic_id = peek::<u32>(0xfee0_0020) >> 24;
     let cpuid_apic = hw::cpuid(1).1 >> 24;
     let _ = writeln!(out, "bsp: lapic_id={lapic_id} cpuid_apic_id={cpuid_apic}");
+}
+
+/// Walks RSDP -> XSDT and prints each table's signature.
+fn report_acpi(out: &mut Serial, zero_page: usize) {
+    let rsdp = peek::<u64>(zero_page + BP_ACPI_RSDP_ADDR) as usize;
+    if rsdp == 0 || peek::<[u8; 8]>(rsdp) != *b"RSD PTR " {
+        let _ = writeln!(out, "acpi: no RSDP");
+        return;
+    }
+    let xsdt = peek::<u64>(rsdp + 24) as usize;
+    let len = peek::<u32>(xsdt + 4) as usize;
+    let _ = write!(out, "acpi: rsdp={rsdp:#x} xsdt=");
+    let mut first = true;
+    for entry in (xsdt + 36..xsdt + len).step_by(8) {
+        let table = peek::<u64>(entry) as usize;
+        let sig = peek::<[u8; 4]>(table);
+        let _ = write!(
+            out,
+            "{}{}",
+            if first { "" } else { "," },
+            core::str::from_utf8(&sig).unwrap_or("????")
+        );
+        first = false;
+    }
+    let _ = writeln!(out);
 }
 
 fn echo(out: &mut Serial) {
@@ -127,7 +159,13 @@ extern "C" fn guest_main(zero_page: usize) -> ! {
     match test_name(cmdline(zero_page)) {
         b"hello" => {}
         b"mptable" => report_mptable(&mut out),
+        b"acpi" => report_acpi(&mut out, zero_page),
         b"echo" => echo(&mut out),
+        b"poweroff" => {
+            hw::signal_boot_timer();
+            let _ = writeln!(out, "minivmm-test-guest: poweroff");
+            hw::acpi_poweroff();
+        }
         b"triplefault" => {
             let _ = writeln!(out, "triple fault next");
             hw::triple_fault();

@@ -56,16 +56,37 @@ pub fn e820_entries<M: GuestMemoryBackend>(mem: &M) -> Vec<(u64, u64, u32)> {
     map
 }
 
-/// Fills and writes the zero page. `header` is the bzImage's setup header (None for
-/// ELF kernels); `cmdline_len` counts the command line's bytes without its NUL.
+/// What the zero page tells the kernel.
+#[derive(Clone, Copy, Default)]
+pub struct BootInfo {
+    /// The bzImage's setup header (None for ELF kernels).
+    pub header: Option<setup_header>,
+    /// Where the command line is.
+    pub cmdline_addr: GuestAddress,
+    /// Command-line bytes without the NUL.
+    pub cmdline_len: usize,
+    /// The initrd, if any.
+    pub initrd: Option<InitrdRange>,
+    /// The ACPI RSDP, if the VMM wrote ACPI tables.
+    pub acpi_rsdp: Option<u64>,
+}
+
+/// Fills and writes the zero page.
 pub fn setup_boot_params<M: GuestMemoryBackend>(
     mem: &M,
-    header: Option<setup_header>,
-    cmdline_addr: GuestAddress,
-    cmdline_len: usize,
-    initrd: Option<InitrdRange>,
+    info: &BootInfo,
 ) -> Result<boot_params, BootParamsError> {
-    let mut params = boot_params::default();
+    let BootInfo {
+        header,
+        cmdline_addr,
+        cmdline_len,
+        initrd,
+        acpi_rsdp,
+    } = *info;
+    let mut params = boot_params {
+        acpi_rsdp_addr: acpi_rsdp.unwrap_or(0),
+        ..Default::default()
+    };
     if let Some(hdr) = header {
         params.hdr = hdr;
     }
@@ -139,7 +160,14 @@ mod tests {
             addr: GuestAddress(0x0f00_0000),
             size: 0x1234,
         };
-        setup_boot_params(&m, None, GuestAddress(0x20000), 10, Some(initrd)).unwrap();
+        let info = BootInfo {
+            cmdline_addr: GuestAddress(0x20000),
+            cmdline_len: 10,
+            initrd: Some(initrd),
+            acpi_rsdp: Some(0xe0000),
+            ..Default::default()
+        };
+        setup_boot_params(&m, &info).unwrap();
         let p: boot_params = m.read_obj(GuestAddress(ZERO_PAGE_START)).unwrap();
         let hdr = p.hdr;
         assert_eq!({ hdr.boot_flag }, 0xaa55);
@@ -150,6 +178,7 @@ mod tests {
         assert_eq!({ hdr.ramdisk_image }, 0x0f00_0000);
         assert_eq!({ hdr.ramdisk_size }, 0x1234);
         assert_eq!({ p.e820_entries }, 3);
+        assert_eq!({ p.acpi_rsdp_addr }, 0xe0000);
         let last = p.e820_table[2];
         assert_eq!({ last.addr }, HIMEM_START);
         assert_eq!({ last.size }, (256 << 20) - HIMEM_START);
@@ -163,7 +192,12 @@ mod tests {
             setup_sects: 27,
             ..Default::default()
         };
-        let p = setup_boot_params(&m, Some(hdr), GuestAddress(0x20000), 0, None).unwrap();
+        let info = BootInfo {
+            header: Some(hdr),
+            cmdline_addr: GuestAddress(0x20000),
+            ..Default::default()
+        };
+        let p = setup_boot_params(&m, &info).unwrap();
         assert_eq!({ p.hdr.version }, 0x020f);
         assert_eq!({ p.hdr.setup_sects }, 27);
         assert_eq!({ p.hdr.ramdisk_image }, 0);

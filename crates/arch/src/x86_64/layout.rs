@@ -6,6 +6,7 @@
 //! 0x0000_9000  PML4   0x0000_a000 PDPT     0x0000_b000  4 PDs (4 GiB identity map, 2 MiB pages)
 //! 0x0002_0000  kernel command line (2 KiB)
 //! 0x0009_fc00  MP table (EBDA; reserved up to 1 MiB)
+//! 0x000e_0000  ACPI tables: RSDP, then DSDT, FADT, MADT, XSDT
 //! 0x0010_0000  kernel (bzImage protected-mode code; ELF kernels load at their own paddr)
 //!   ...        RAM, initrd at the top of low RAM
 //! 0xd000_0000  32-bit MMIO gap starts: boot-timer device (4 KiB)
@@ -38,6 +39,8 @@ pub const CMDLINE_MAX_SIZE: usize = 2048;
 pub const EBDA_START: u64 = 0x9fc00;
 /// Start of the MP floating pointer and configuration table.
 pub const MPTABLE_START: u64 = EBDA_START;
+/// Where the ACPI tables start (the RSDP; Linux also finds it through the zero page).
+pub const ACPI_START: u64 = 0xe_0000;
 /// First address above the legacy region; low RAM resumes here.
 pub const HIMEM_START: u64 = 0x10_0000;
 /// Start of the 32-bit MMIO gap: no RAM between here and 4 GiB.
@@ -71,6 +74,13 @@ pub const SERIAL_IRQ: u32 = 4;
 pub const I8042_PORT_BASE: u64 = 0x60;
 /// Number of I/O ports of the i8042 stub.
 pub const I8042_PORT_SIZE: u64 = 5;
+/// I/O port base of the ACPI power-management registers: sleep control (+0), sleep
+/// status (+1), reset (+2), named by the FADT of a hardware-reduced platform.
+pub const ACPI_PM_PORT_BASE: u64 = 0x600;
+/// Number of I/O ports of the ACPI power-management registers.
+pub const ACPI_PM_PORT_SIZE: u64 = 3;
+/// Value the guest writes to the ACPI reset register to reset.
+pub const ACPI_RESET_VALUE: u8 = 0x1;
 /// First GSI handed to virtio-mmio devices.
 pub const VIRTIO_IRQ_BASE: u32 = 5;
 /// Last GSI handed to virtio-mmio devices (the IOAPIC has 24 pins).
@@ -82,7 +92,9 @@ pub const IOAPIC_PINS: u8 = 24;
 pub const MAX_VCPUS: usize = 254;
 
 // The map's invariants, checked at compile time.
-const _: () = assert!(BOOT_STACK_POINTER > ZERO_PAGE_START + 0x1000 && BOOT_STACK_POINTER < PML4_START);
+const _: () =
+    assert!(BOOT_STACK_POINTER > ZERO_PAGE_START + 0x1000 && BOOT_STACK_POINTER < PML4_START);
 const _: () = assert!(BOOT_TIMER_ADDR + BOOT_TIMER_SIZE <= VIRTIO_MMIO_START);
 const _: () = assert!(VIRTIO_MMIO_START >= MMIO_GAP_START && IOAPIC_ADDR < MMIO_GAP_END);
 const _: () = assert!(VIRTIO_IRQ_BASE > SERIAL_IRQ && VIRTIO_IRQ_MAX < IOAPIC_PINS as u32);
+const _: () = assert!(EBDA_START < ACPI_START && ACPI_START < HIMEM_START);

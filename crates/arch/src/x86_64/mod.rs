@@ -1,6 +1,7 @@
 //! x86_64 guest set-up: memory regions, in-kernel interrupt controllers, vCPU state
 //! and the boot structures (zero page, e820, MP table) a Linux kernel reads.
 
+pub mod acpi;
 pub mod bootparams;
 pub mod cpuid;
 pub mod gdt;
@@ -13,7 +14,7 @@ use kvm_bindings::{kvm_pit_config, CpuId, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::{VcpuFd, VmFd};
 use vm_memory::{Address, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
 
-pub use bootparams::InitrdRange;
+pub use bootparams::{BootInfo, InitrdRange};
 use layout::{HIMEM_START, MMIO_GAP_END, MMIO_GAP_START};
 
 /// Errors of x86_64 guest set-up.
@@ -40,6 +41,9 @@ pub enum ArchError {
     /// Zero page set-up failed.
     #[error("boot parameters")]
     BootParams(#[from] bootparams::BootParamsError),
+    /// ACPI table set-up failed.
+    #[error("ACPI tables")]
+    Acpi(#[from] acpi::AcpiError),
 }
 
 /// Guest RAM regions for `size` bytes: one region below the 32-bit MMIO gap, and the
@@ -110,33 +114,21 @@ pub fn configure_vcpu<M: GuestMemoryBackend>(
     Ok(())
 }
 
-/// Boot information for [`configure_system`].
-pub struct SystemSetup {
-    /// Number of vCPUs.
-    pub num_cpus: usize,
-    /// The bzImage setup header, if the kernel is a bzImage.
-    pub setup_header: Option<linux_loader::loader::bootparam::setup_header>,
-    /// Where the command line was written.
-    pub cmdline_addr: GuestAddress,
-    /// Length of the command line without its NUL.
-    pub cmdline_len: usize,
-    /// Where the initrd was loaded, if any.
-    pub initrd: Option<InitrdRange>,
-}
-
-/// Writes the MP table and the zero page.
+/// Writes the MP table, the ACPI tables and the zero page for `num_cpus` vCPUs.
+/// Kernels without ACPI read the MP table; kernels with ACPI use the MADT and can power
+/// off through the FADT. `info.acpi_rsdp` is filled in here.
 pub fn configure_system<M: GuestMemoryBackend>(
     mem: &M,
-    setup: &SystemSetup,
+    num_cpus: usize,
+    info: BootInfo,
 ) -> Result<(), ArchError> {
-    mptable::setup_mptable(mem, setup.num_cpus)?;
-    bootparams::setup_boot_params(
-        mem,
-        setup.setup_header,
-        setup.cmdline_addr,
-        setup.cmdline_len,
-        setup.initrd,
-    )?;
+    mptable::setup_mptable(mem, num_cpus)?;
+    let rsdp = acpi::setup_acpi(mem, num_cpus)?;
+    let info = BootInfo {
+        acpi_rsdp: Some(rsdp),
+        ..info
+    };
+    bootparams::setup_boot_params(mem, &info)?;
     Ok(())
 }
 

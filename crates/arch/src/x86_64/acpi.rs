@@ -1,0 +1,229 @@
+//! ACPI tables for a hardware-reduced x86 platform, built with the acpi_tables crate:
+//! RSDP -> XSDT -> FADT (-> DSDT with `\_S5_`) and MADT. They give the guest a way to
+//! power off (the FADT's sleep control register) and reset (its reset register), and
+//! describe the CPUs and the IOAPIC as the MP table does.
+
+use super::layout::{
+    ACPI_PM_PORT_BASE, ACPI_RESET_VALUE, ACPI_START, APIC_ADDR, HIMEM_START, IOAPIC_ADDR,
+};
+use super::mptable::ioapic_id;
+use acpi_tables::fadt::{FADTBuilder, Flags};
+use acpi_tables::gas::{AccessSize, AddressSpace, GAS};
+use acpi_tables::madt::{EnabledStatus, IoApic, ProcessorLocalApic};
+use acpi_tables::rsdp::Rsdp;
+use acpi_tables::sdt::Sdt;
+use acpi_tables::xsdt::XSDT;
+use acpi_tables::{aml, Aml};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
+
+const OEM_ID: [u8; 6] = *b"MINVMM";
+const OEM_TABLE_ID: [u8; 8] = *b"MINIVMM ";
+const OEM_REVISION: u32 = 1;
+/// Offsets of the power-management registers from [`ACPI_PM_PORT_BASE`].
+pub const SLEEP_CONTROL_OFFSET: u64 = 0;
+/// Sleep status register offset.
+pub const SLEEP_STATUS_OFFSET: u64 = 1;
+/// Reset register offset.
+pub const RESET_OFFSET: u64 = 2;
+/// The S5 (soft off) sleep type the DSDT's `\_S5_` package announces.
+pub const S5_SLEEP_TYPE: u8 = 5;
+/// IA-PC boot architecture flag: no VGA. The 8042 flag stays clear, so Linux does not
+/// probe a keyboard controller (the reset line at port 0x64 still works).
+const IAPC_BOOT_ARCH_NO_VGA: u16 = 1 << 2;
+/// IA-PC boot architecture flag: no CMOS RTC.
+const IAPC_BOOT_ARCH_NO_CMOS_RTC: u16 = 1 << 5;
+const MADT_PCAT_COMPAT: u32 = 1;
+const TABLE_ALIGN: u64 = 64;
+
+/// Errors writing the ACPI tables.
+#[derive(Debug, thiserror::Error)]
+pub enum AcpiError {
+    /// The tables do not fit below 1 MiB.
+    #[error("ACPI tables of {0} bytes do not fit below 1 MiB")]
+    TooLarge(u64),
+    /// Guest memory could not hold a table.
+    #[error("cannot write ACPI table {0} to guest memory")]
+    Write(&'static str),
+}
+
+fn bytes(table: &dyn Aml) -> Vec<u8> {
+    let mut v = Vec::new();
+    table.to_aml_bytes(&mut v);
+    v
+}
+
+fn io_register(port: u64) -> GAS {
+    GAS::new(AddressSpace::SystemIo, 8, 0, AccessSize::ByteAccess, port)
+}
+
+/// The DSDT: just the `\_S5_` package, so the guest knows how to enter soft-off.
+pub fn dsdt() -> Vec<u8> {
+    let mut dsdt = Sdt::new(*b"DSDT", 36, 6, OEM_ID, OEM_TABLE_ID, OEM_REVISION);
+    let s5 = aml::Name::new(
+        "_S5_".into(),
+        &aml::Package::new(vec![&S5_SLEEP_TYPE, &0u8, &0u8, &0u8]),
+    );
+    dsdt.append_slice(&bytes(&s5));
+    dsdt.as_slice().to_vec()
+}
+
+/// The FADT of a hardware-reduced platform pointing at `dsdt_addr`.
+pub fn fadt(dsdt_addr: u64) -> Vec<u8> {
+    let mut f = FADTBuilder::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION)
+        .dsdt_64(dsdt_addr)
+        .flag(Flags::HwReducedAcpi)
+        .flag(Flags::ResetRegSup)
+        .flag(Flags::PwrButton)
+        .flag(Flags::SlpButton);
+    f.iapc_boot_arch = (IAPC_BOOT_ARCH_NO_VGA | IAPC_BOOT_ARCH_NO_CMOS_RTC).into();
+    f.sleep_control_reg = io_register(ACPI_PM_PORT_BASE + SLEEP_CONTROL_OFFSET);
+    f.sleep_status_reg = io_register(ACPI_PM_PORT_BASE + SLEEP_STATUS_OFFSET);
+    f.reset_reg = io_register(ACPI_PM_PORT_BASE + RESET_OFFSET);
+    f.reset_value = ACPI_RESET_VALUE;
+    bytes(&f.finalize())
+}
+
+/// The MADT: one enabled local APIC per vCPU (ID = index), the IOAPIC at GSI 0, and
+/// the PC-AT flag (the in-kernel 8259 pair exists).
+pub fn madt(num_cpus: usize) -> Vec<u8> {
+    let mut madt = Sdt::new(*b"APIC", 44, 5, OEM_ID, OEM_TABLE_ID, OEM_REVISION);
+    madt.write_u32(36, APIC_ADDR as u32);
+    madt.write_u32(40, MADT_PCAT_COMPAT);
+    for cpu in 0..num_cpus {
+        let id = cpu as u8;
+        madt.append_slice(&bytes(&ProcessorLocalApic::new(
+            id,
+            id,
+            EnabledStatus::Enabled,
+        )));
+    }
+    madt.append_slice(&bytes(&IoApic::new(
+        ioapic_id(num_cpus),
+        IOAPIC_ADDR as u32,
+        0,
+    )));
+    madt.as_slice().to_vec()
+}
+
+/// Writes all tables from [`ACPI_START`]; returns the RSDP's address.
+pub fn setup_acpi<M: GuestMemoryBackend>(mem: &M, num_cpus: usize) -> Result<u64, AcpiError> {
+    let rsdp_addr = ACPI_START;
+    let mut next = ACPI_START + (Rsdp::len() as u64).next_multiple_of(TABLE_ALIGN);
+    let mut place = |name: &'static str, table: &[u8]| -> Result<u64, AcpiError> {
+        let addr = next;
+        next = (addr + table.len() as u64).next_multiple_of(TABLE_ALIGN);
+        if next > HIMEM_START {
+            return Err(AcpiError::TooLarge(next - ACPI_START));
+        }
+        mem.write_slice(table, GuestAddress(addr))
+            .map_err(|_| AcpiError::Write(name))?;
+        Ok(addr)
+    };
+    let dsdt_addr = place("DSDT", &dsdt())?;
+    let fadt_addr = place("FACP", &fadt(dsdt_addr))?;
+    let madt_addr = place("APIC", &madt(num_cpus))?;
+    let mut xsdt = XSDT::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION);
+    xsdt.add_entry(fadt_addr);
+    xsdt.add_entry(madt_addr);
+    let xsdt_addr = place("XSDT", &bytes(&xsdt))?;
+    mem.write_slice(
+        &bytes(&Rsdp::new(OEM_ID, xsdt_addr)),
+        GuestAddress(rsdp_addr),
+    )
+    .map_err(|_| AcpiError::Write("RSDP"))?;
+    Ok(rsdp_addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vm_memory::GuestMemoryMmap;
+
+    fn sum(b: &[u8]) -> u8 {
+        b.iter().fold(0u8, |a, x| a.wrapping_add(*x))
+    }
+
+    fn u32_at(b: &[u8], o: usize) -> u32 {
+        u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
+    }
+
+    fn u64_at(b: &[u8], o: usize) -> u64 {
+        u64::from(u32_at(b, o)) | (u64::from(u32_at(b, o + 4)) << 32)
+    }
+
+    fn table(mem: &GuestMemoryMmap, addr: u64) -> Vec<u8> {
+        let mut head = [0u8; 8];
+        mem.read_slice(&mut head, GuestAddress(addr)).unwrap();
+        let mut t = vec![0u8; u32_at(&head, 4) as usize];
+        mem.read_slice(&mut t, GuestAddress(addr)).unwrap();
+        assert_eq!(
+            sum(&t),
+            0,
+            "checksum of {}",
+            String::from_utf8_lossy(&t[..4])
+        );
+        t
+    }
+
+    #[test]
+    fn tables_chain_from_the_rsdp_with_valid_checksums() {
+        let mem: GuestMemoryMmap =
+            GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 2 << 20)]).unwrap();
+        let rsdp_addr = setup_acpi(&mem, 2).unwrap();
+        let mut rsdp = [0u8; 36];
+        mem.read_slice(&mut rsdp, GuestAddress(rsdp_addr)).unwrap();
+        assert_eq!(&rsdp[..8], b"RSD PTR ");
+        assert_eq!(sum(&rsdp[..20]), 0);
+        assert_eq!(sum(&rsdp), 0);
+        let xsdt = table(&mem, u64_at(&rsdp, 24));
+        assert_eq!(&xsdt[..4], b"XSDT");
+        let entries: Vec<u64> = (36..xsdt.len())
+            .step_by(8)
+            .map(|o| u64_at(&xsdt, o))
+            .collect();
+        assert_eq!(entries.len(), 2);
+        let fadt = table(&mem, entries[0]);
+        assert_eq!(&fadt[..4], b"FACP");
+        // Flags at 112: hardware reduced; sleep control register (GAS at 244) is port I/O.
+        assert_ne!(u32_at(&fadt, 112) & (1 << 20), 0);
+        assert_eq!(fadt[244], 1);
+        assert_eq!(u64_at(&fadt, 248), ACPI_PM_PORT_BASE + SLEEP_CONTROL_OFFSET);
+        assert_eq!(u64_at(&fadt, 116 + 4), ACPI_PM_PORT_BASE + RESET_OFFSET);
+        assert_eq!(fadt[128], ACPI_RESET_VALUE);
+        let dsdt = table(&mem, u64_at(&fadt, 140));
+        assert_eq!(&dsdt[..4], b"DSDT");
+        assert!(dsdt.windows(4).any(|w| w == b"_S5_"));
+        let madt = table(&mem, entries[1]);
+        assert_eq!(&madt[..4], b"APIC");
+        assert_eq!(u32_at(&madt, 36) as u64, APIC_ADDR);
+        assert_eq!(u32_at(&madt, 40), MADT_PCAT_COMPAT);
+    }
+
+    #[test]
+    fn madt_lists_every_cpu_and_the_ioapic() {
+        let madt = madt(3);
+        let mut off = 44;
+        let mut apic_ids = Vec::new();
+        while off < madt.len() {
+            match madt[off] {
+                0 => apic_ids.push(madt[off + 3]),
+                1 => {
+                    assert_eq!(madt[off + 2], ioapic_id(3));
+                    assert_eq!(u32_at(&madt, off + 4) as u64, IOAPIC_ADDR);
+                }
+                t => panic!("unexpected MADT entry {t}"),
+            }
+            off += madt[off + 1] as usize;
+        }
+        assert_eq!(apic_ids, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn s5_package_encodes_sleep_type_5() {
+        let d = dsdt();
+        let at = d.windows(4).position(|w| w == b"_S5_").unwrap();
+        // NameOp _S5_ PackageOp PkgLength NumElements BytePrefix 5 ...
+        assert_eq!(d[at + 4], 0x12);
+        assert_eq!(&d[at + 7..at + 9], &[0x0a, S5_SLEEP_TYPE]);
+    }
+}
