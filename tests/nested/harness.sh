@@ -43,7 +43,7 @@ log "building static minivmm (x86_64-unknown-linux-musl)"
 (cd "$repo" && CARGO_TARGET_DIR="$repo/target/nested" cargo build --quiet --release \
     --target x86_64-unknown-linux-musl --bin minivmm)
 minivmm="$repo/target/nested/x86_64-unknown-linux-musl/release/minivmm"
-kernel_dir=$("$repo/resources/kernel/build-kernel.sh")
+kernel_dir=${MINIVMM_L2_KERNEL_DIR:-$("$repo/resources/kernel/build-kernel.sh")}
 
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT

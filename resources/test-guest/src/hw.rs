@@ -8,7 +8,7 @@ const LSR_DATA_READY: u8 = 0x01;
 const LSR_THR_EMPTY: u8 = 0x20;
 const I8042_COMMAND: u16 = 0x64;
 const I8042_RESET: u8 = 0xfe;
-const ACPI_SLEEP_CONTROL: u16 = 0x600;
+const ACPI_PM1A_CNT: u16 = 0x604;
 const BOOT_TIMER: usize = 0xd000_0000;
 const BOOT_TIMER_MAGIC: u8 = 123;
 /// An address in the MMIO gap with no device behind it.
@@ -17,6 +17,11 @@ const UNBACKED_MMIO: usize = 0xe000_0000;
 pub fn outb(port: u16, value: u8) {
     // SAFETY: port I/O has no memory effects in this guest.
     unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack)) };
+}
+
+pub fn outw(port: u16, value: u16) {
+    // SAFETY: port I/O has no memory effects in this guest.
+    unsafe { asm!("out dx, ax", in("dx") port, in("ax") value, options(nomem, nostack)) };
 }
 
 pub fn inb(port: u16) -> u8 {
@@ -57,9 +62,10 @@ pub fn signal_boot_timer() {
     unsafe { core::ptr::write_volatile(BOOT_TIMER as *mut u8, BOOT_TIMER_MAGIC) };
 }
 
-/// ACPI sleep control register: SLP_EN | SLP_TYP=5 (S5, soft off).
+/// ACPI PM1a control block: SLP_TYP=5 (S5, soft off), then with SLP_EN, as ACPICA does.
 pub fn acpi_poweroff() -> ! {
-    outb(ACPI_SLEEP_CONTROL, (5 << 2) | (1 << 5));
+    outw(ACPI_PM1A_CNT, 5 << 10);
+    outw(ACPI_PM1A_CNT, (5 << 10) | (1 << 13));
     halt_forever()
 }
 

@@ -1,12 +1,20 @@
-//! ACPI tables for a hardware-reduced x86 platform, built with the acpi_tables crate:
-//! RSDP -> XSDT -> FADT (-> DSDT with `\_S5_`) and MADT. They give the guest a way to
-//! power off (the FADT's sleep control register) and reset (its reset register), and
-//! describe the CPUs and the IOAPIC as the MP table does.
+//! ACPI tables, built with the acpi_tables crate: RSDP -> XSDT -> FADT (-> FACS, DSDT
+//! with `\_S5_`) and MADT. They give an ACPI kernel a way to power off (SLP_TYP=S5 with
+//! SLP_EN in the PM1a control register) and reset (the reset register), and describe
+//! the CPUs and the IOAPIC as the MP table does.
+//!
+//! The platform is a full (not hardware-reduced) ACPI one on purpose: Linux drops the
+//! legacy PIC and the ISA IRQ identity mapping on hardware-reduced platforms, and then
+//! the serial port's IRQ 4 and the `virtio_mmio.device=...:IRQ` command-line devices
+//! would need ACPI device descriptions instead. With fixed hardware, IRQ routing stays
+//! what the MP table says, whether or not the guest kernel has ACPI.
 
 use super::layout::{
-    ACPI_PM_PORT_BASE, ACPI_RESET_VALUE, ACPI_START, APIC_ADDR, HIMEM_START, IOAPIC_ADDR,
+    ACPI_PM_PORT_BASE, ACPI_RESET_VALUE, ACPI_SCI_IRQ, ACPI_START, APIC_ADDR, HIMEM_START,
+    IOAPIC_ADDR,
 };
 use super::mptable::ioapic_id;
+use acpi_tables::facs::FACS;
 use acpi_tables::fadt::{FADTBuilder, Flags};
 use acpi_tables::gas::{AccessSize, AddressSpace, GAS};
 use acpi_tables::madt::{EnabledStatus, IoApic, ProcessorLocalApic};
@@ -19,12 +27,16 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 const OEM_ID: [u8; 6] = *b"MINVMM";
 const OEM_TABLE_ID: [u8; 8] = *b"MINIVMM ";
 const OEM_REVISION: u32 = 1;
-/// Offsets of the power-management registers from [`ACPI_PM_PORT_BASE`].
-pub const SLEEP_CONTROL_OFFSET: u64 = 0;
-/// Sleep status register offset.
-pub const SLEEP_STATUS_OFFSET: u64 = 1;
-/// Reset register offset.
-pub const RESET_OFFSET: u64 = 2;
+/// Offset of the PM1a event block (status, then enable) from [`ACPI_PM_PORT_BASE`].
+pub const PM1_EVT_OFFSET: u64 = 0;
+/// Bytes in the PM1a event block.
+pub const PM1_EVT_LEN: u8 = 4;
+/// Offset of the PM1a control block.
+pub const PM1_CNT_OFFSET: u64 = 4;
+/// Bytes in the PM1a control block.
+pub const PM1_CNT_LEN: u8 = 2;
+/// Offset of the reset register.
+pub const RESET_OFFSET: u64 = 6;
 /// The S5 (soft off) sleep type the DSDT's `\_S5_` package announces.
 pub const S5_SLEEP_TYPE: u8 = 5;
 /// IA-PC boot architecture flag: no VGA. The 8042 flag stays clear, so Linux does not
@@ -52,8 +64,13 @@ fn bytes(table: &dyn Aml) -> Vec<u8> {
     v
 }
 
-fn io_register(port: u64) -> GAS {
-    GAS::new(AddressSpace::SystemIo, 8, 0, AccessSize::ByteAccess, port)
+fn io_register(port: u64, bytes: u8) -> GAS {
+    let access = if bytes == 1 {
+        AccessSize::ByteAccess
+    } else {
+        AccessSize::WordAccess
+    };
+    GAS::new(AddressSpace::SystemIo, bytes * 8, 0, access, port)
 }
 
 /// The DSDT: just the `\_S5_` package, so the guest knows how to enter soft-off.
@@ -67,18 +84,34 @@ pub fn dsdt() -> Vec<u8> {
     dsdt.as_slice().to_vec()
 }
 
-/// The FADT of a hardware-reduced platform pointing at `dsdt_addr`.
-pub fn fadt(dsdt_addr: u64) -> Vec<u8> {
+/// The FADT: fixed hardware at [`ACPI_PM_PORT_BASE`], no SMI command port (the
+/// platform is always in ACPI mode), no PM timer, no GPEs.
+pub fn fadt(facs_addr: u64, dsdt_addr: u64) -> Vec<u8> {
+    let pm1_evt = ACPI_PM_PORT_BASE + PM1_EVT_OFFSET;
+    let pm1_cnt = ACPI_PM_PORT_BASE + PM1_CNT_OFFSET;
     let mut f = FADTBuilder::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION)
+        .firmware_ctrl_64(facs_addr)
         .dsdt_64(dsdt_addr)
-        .flag(Flags::HwReducedAcpi)
-        .flag(Flags::ResetRegSup)
+        .flag(Flags::Wbinvd)
+        .flag(Flags::ProcC1)
         .flag(Flags::PwrButton)
-        .flag(Flags::SlpButton);
+        .flag(Flags::SlpButton)
+        .flag(Flags::ResetRegSup);
+    f.sci_int = (ACPI_SCI_IRQ as u16).into();
+    f.pm1a_evt_blk = (pm1_evt as u32).into();
+    f.pm1_evt_len = PM1_EVT_LEN;
+    f.x_pm1a_evt_blk = GAS::new(
+        AddressSpace::SystemIo,
+        PM1_EVT_LEN * 8,
+        0,
+        AccessSize::WordAccess,
+        pm1_evt,
+    );
+    f.pm1a_cnt_blk = (pm1_cnt as u32).into();
+    f.pm1_cnt_len = PM1_CNT_LEN;
+    f.x_pm1a_cnt_blk = io_register(pm1_cnt, PM1_CNT_LEN);
     f.iapc_boot_arch = (IAPC_BOOT_ARCH_NO_VGA | IAPC_BOOT_ARCH_NO_CMOS_RTC).into();
-    f.sleep_control_reg = io_register(ACPI_PM_PORT_BASE + SLEEP_CONTROL_OFFSET);
-    f.sleep_status_reg = io_register(ACPI_PM_PORT_BASE + SLEEP_STATUS_OFFSET);
-    f.reset_reg = io_register(ACPI_PM_PORT_BASE + RESET_OFFSET);
+    f.reset_reg = io_register(ACPI_PM_PORT_BASE + RESET_OFFSET, 1);
     f.reset_value = ACPI_RESET_VALUE;
     bytes(&f.finalize())
 }
@@ -119,8 +152,9 @@ pub fn setup_acpi<M: GuestMemoryBackend>(mem: &M, num_cpus: usize) -> Result<u64
             .map_err(|_| AcpiError::Write(name))?;
         Ok(addr)
     };
+    let facs_addr = place("FACS", &bytes(&FACS::new()))?;
     let dsdt_addr = place("DSDT", &dsdt())?;
-    let fadt_addr = place("FACP", &fadt(dsdt_addr))?;
+    let fadt_addr = place("FACP", &fadt(facs_addr, dsdt_addr))?;
     let madt_addr = place("APIC", &madt(num_cpus))?;
     let mut xsdt = XSDT::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION);
     xsdt.add_entry(fadt_addr);
@@ -141,6 +175,10 @@ mod tests {
 
     fn sum(b: &[u8]) -> u8 {
         b.iter().fold(0u8, |a, x| a.wrapping_add(*x))
+    }
+
+    fn u16_at(b: &[u8], o: usize) -> u16 {
+        u16::from_le_bytes([b[o], b[o + 1]])
     }
 
     fn u32_at(b: &[u8], o: usize) -> u32 {
@@ -184,12 +222,28 @@ mod tests {
         assert_eq!(entries.len(), 2);
         let fadt = table(&mem, entries[0]);
         assert_eq!(&fadt[..4], b"FACP");
-        // Flags at 112: hardware reduced; sleep control register (GAS at 244) is port I/O.
-        assert_ne!(u32_at(&fadt, 112) & (1 << 20), 0);
-        assert_eq!(fadt[244], 1);
-        assert_eq!(u64_at(&fadt, 248), ACPI_PM_PORT_BASE + SLEEP_CONTROL_OFFSET);
-        assert_eq!(u64_at(&fadt, 116 + 4), ACPI_PM_PORT_BASE + RESET_OFFSET);
+        // Full ACPI (not hardware reduced), SCI on GSI 9, no SMI command port.
+        assert_eq!(u32_at(&fadt, 112) & (1 << 20), 0);
+        assert_eq!(u16_at(&fadt, 46), ACPI_SCI_IRQ as u16);
+        assert_eq!(u32_at(&fadt, 48), 0);
+        // PM1a event and control blocks, and their lengths.
+        assert_eq!(
+            u64::from(u32_at(&fadt, 56)),
+            ACPI_PM_PORT_BASE + PM1_EVT_OFFSET
+        );
+        assert_eq!(
+            u64::from(u32_at(&fadt, 64)),
+            ACPI_PM_PORT_BASE + PM1_CNT_OFFSET
+        );
+        assert_eq!((fadt[88], fadt[89]), (PM1_EVT_LEN, PM1_CNT_LEN));
+        // Reset register (GAS at 116, address at 120) and value.
+        assert_eq!(u64_at(&fadt, 120), ACPI_PM_PORT_BASE + RESET_OFFSET);
         assert_eq!(fadt[128], ACPI_RESET_VALUE);
+        let facs_addr = u64_at(&fadt, 132);
+        let mut facs = [0u8; 4];
+        mem.read_slice(&mut facs, GuestAddress(facs_addr)).unwrap();
+        assert_eq!(&facs, b"FACS");
+        assert_eq!(facs_addr % 64, 0);
         let dsdt = table(&mem, u64_at(&fadt, 140));
         assert_eq!(&dsdt[..4], b"DSDT");
         assert!(dsdt.windows(4).any(|w| w == b"_S5_"));

@@ -6,7 +6,7 @@
 //! 0x0000_9000  PML4   0x0000_a000 PDPT     0x0000_b000  4 PDs (4 GiB identity map, 2 MiB pages)
 //! 0x0002_0000  kernel command line (2 KiB)
 //! 0x0009_fc00  MP table (EBDA; reserved up to 1 MiB)
-//! 0x000e_0000  ACPI tables: RSDP, then DSDT, FADT, MADT, XSDT
+//! 0x000e_0000  ACPI tables: RSDP, then FACS, DSDT, FADT, MADT, XSDT
 //! 0x0010_0000  kernel (bzImage protected-mode code; ELF kernels load at their own paddr)
 //!   ...        RAM, initrd at the top of low RAM
 //! 0xd000_0000  32-bit MMIO gap starts: boot-timer device (4 KiB)
@@ -74,15 +74,18 @@ pub const SERIAL_IRQ: u32 = 4;
 pub const I8042_PORT_BASE: u64 = 0x60;
 /// Number of I/O ports of the i8042 stub.
 pub const I8042_PORT_SIZE: u64 = 5;
-/// I/O port base of the ACPI power-management registers: sleep control (+0), sleep
-/// status (+1), reset (+2), named by the FADT of a hardware-reduced platform.
+/// I/O port base of the ACPI fixed hardware the FADT names: PM1a event block (status
+/// +0, enable +2), PM1a control block (+4), reset register (+6).
 pub const ACPI_PM_PORT_BASE: u64 = 0x600;
-/// Number of I/O ports of the ACPI power-management registers.
-pub const ACPI_PM_PORT_SIZE: u64 = 3;
+/// Number of I/O ports of the ACPI fixed hardware.
+pub const ACPI_PM_PORT_SIZE: u64 = 8;
 /// Value the guest writes to the ACPI reset register to reset.
 pub const ACPI_RESET_VALUE: u8 = 0x1;
-/// First GSI handed to virtio-mmio devices.
-pub const VIRTIO_IRQ_BASE: u32 = 5;
+/// GSI of the ACPI system control interrupt (never raised; reserved so no device gets
+/// a pin Linux configures level-triggered, active-low).
+pub const ACPI_SCI_IRQ: u32 = 9;
+/// First GSI handed to virtio-mmio devices (above the SCI).
+pub const VIRTIO_IRQ_BASE: u32 = 10;
 /// Last GSI handed to virtio-mmio devices (the IOAPIC has 24 pins).
 pub const VIRTIO_IRQ_MAX: u32 = 23;
 /// Number of IOAPIC pins described in the MP table.
@@ -96,5 +99,6 @@ const _: () =
     assert!(BOOT_STACK_POINTER > ZERO_PAGE_START + 0x1000 && BOOT_STACK_POINTER < PML4_START);
 const _: () = assert!(BOOT_TIMER_ADDR + BOOT_TIMER_SIZE <= VIRTIO_MMIO_START);
 const _: () = assert!(VIRTIO_MMIO_START >= MMIO_GAP_START && IOAPIC_ADDR < MMIO_GAP_END);
-const _: () = assert!(VIRTIO_IRQ_BASE > SERIAL_IRQ && VIRTIO_IRQ_MAX < IOAPIC_PINS as u32);
+const _: () = assert!(VIRTIO_IRQ_BASE > SERIAL_IRQ && VIRTIO_IRQ_BASE > ACPI_SCI_IRQ);
+const _: () = assert!(VIRTIO_IRQ_MAX < IOAPIC_PINS as u32);
 const _: () = assert!(EBDA_START < ACPI_START && ACPI_START < HIMEM_START);
