@@ -123,13 +123,16 @@ reboot -f' --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M --cmdline
         elf.output
     );
 
-    let bz = section(&log, "bzimage-gzip");
+    let bz = section(&log, "bzimage-gzip-poweroff");
     check_user_space(&bz, 1, 256);
     assert!(
-        bz.output.contains("MINIVMM-GUEST: rebooting"),
+        bz.output.contains("MINIVMM-GUEST: powering off"),
         "{}",
         bz.output
     );
+    // ACPI S5 through the PM1a control block: a power-off, not a panic and a reset.
+    assert!(bz.output.contains("reboot: Power down"), "{}", bz.output);
+    assert!(!bz.output.contains("Kernel panic"), "{}", bz.output);
 
     let shell = section(&log, "stdin-shell");
     assert_eq!(shell.rc, 0, "{}", shell.output);
