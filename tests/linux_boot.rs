@@ -92,12 +92,14 @@ fn elf_vmlinux_with_raw_initramfs_reaches_init() {
     );
 }
 
+/// The gzip initrd path is covered in the nested harness, where decompression is fast;
+/// here a raw initramfs keeps the emulated boot to about two minutes.
 #[test]
-fn bzimage_with_gzip_initramfs_reaches_init() {
+fn bzimage_with_raw_initramfs_reaches_init() {
     boot(
-        "bzimage_with_gzip_initramfs_reaches_init",
+        "bzimage_with_raw_initramfs_reaches_init",
         "bzImage",
-        true,
+        false,
         256,
     );
 }

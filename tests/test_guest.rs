@@ -237,3 +237,90 @@ fn boot_timeline_lists_every_milestone_in_order() {
         last = ms;
     }
 }
+
+/// With a terminal on stdin, minivmm switches it to raw mode while the guest runs and
+/// restores it when it exits, here on SIGTERM and on a guest reset.
+#[test]
+fn terminal_is_raw_while_running_and_restored_on_exit() {
+    if !kvm_available("terminal_is_raw_while_running_and_restored_on_exit") {
+        return;
+    }
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::process::Stdio;
+
+    fn lflag(fd: i32) -> libc::tcflag_t {
+        // SAFETY: tcgetattr fills the termios we own from a terminal fd we own.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            assert_eq!(libc::tcgetattr(fd, &mut t), 0);
+            t.c_lflag
+        }
+    }
+
+    for (test, signal) in [("hang", Some(libc::SIGTERM)), ("echo", None)] {
+        let (mut master, mut slave) = (0, 0);
+        // SAFETY: openpty writes two new descriptors into the integers we pass.
+        let rc = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(rc, 0);
+        // SAFETY: both descriptors were just created by openpty and are owned here only.
+        let (master_fd, slave_fd) =
+            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        assert_ne!(lflag(slave) & libc::ICANON, 0, "a new pty starts canonical");
+        let args = guest_args(&["--cmdline", &format!("guest.test={test}")]);
+        let mut child = std::process::Command::new(MINIVMM)
+            .args(&args)
+            .stdin(Stdio::from(slave_fd.try_clone().unwrap()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let marker = if test == "hang" {
+            "hanging\n"
+        } else {
+            "echo: ready\n"
+        };
+        let mut seen = String::new();
+        let mut buf = [0u8; 256];
+        while !seen.contains(marker) {
+            let n = std::io::Read::read(&mut out, &mut buf).unwrap();
+            assert!(n > 0, "guest output ended early: {seen}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        assert_eq!(
+            lflag(slave) & (libc::ICANON | libc::ECHO),
+            0,
+            "raw mode while the guest runs"
+        );
+        match signal {
+            // SAFETY: signalling our own child.
+            Some(sig) => unsafe {
+                libc::kill(child.id() as i32, sig);
+            },
+            None => {
+                let mut m = std::fs::File::from(master_fd.try_clone().unwrap());
+                std::io::Write::write_all(&mut m, b"hi\r").unwrap();
+            }
+        }
+        let status = child.wait().unwrap();
+        assert!(
+            status.code().is_some(),
+            "minivmm died of a signal: {status}"
+        );
+        assert_ne!(
+            lflag(slave) & libc::ICANON,
+            0,
+            "canonical mode restored after '{test}'"
+        );
+        assert_ne!(lflag(slave) & libc::ECHO, 0, "echo restored after '{test}'");
+        drop(master_fd);
+    }
+}
