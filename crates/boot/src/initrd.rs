@@ -1,7 +1,6 @@
 //! Places an initrd at the top of low guest memory, page aligned, above the kernel.
 
 use crate::BootError;
-use std::fs::File;
 use std::path::Path;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
@@ -22,14 +21,7 @@ pub fn load_initrd<M: GuestMemoryBackend>(
     floor: u64,
     top: u64,
 ) -> Result<(GuestAddress, u64), BootError> {
-    let mut file = File::open(path).map_err(|e| BootError::Open(path.into(), e))?;
-    let size = file
-        .metadata()
-        .map_err(|e| BootError::Open(path.into(), e))?
-        .len();
-    if size == 0 {
-        return Err(BootError::Empty(path.into()));
-    }
+    let (mut file, size) = crate::open_nonempty(path)?;
     let floor = floor.next_multiple_of(PAGE_SIZE);
     let addr = initrd_address(size, floor, top)
         .ok_or_else(|| BootError::InitrdTooBig(path.into(), size, top.saturating_sub(floor)))?;

@@ -8,7 +8,21 @@ mod x86_64;
 #[cfg(target_arch = "x86_64")]
 pub use crate::x86_64::{load_kernel, KernelFormat, LoadedKernel};
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// Opens a file the guest boots from; returns it with its length. Empty is an error.
+pub(crate) fn open_nonempty(path: &Path) -> Result<(File, u64), BootError> {
+    let file = File::open(path).map_err(|e| BootError::Open(path.into(), e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| BootError::Open(path.into(), e))?
+        .len();
+    if len == 0 {
+        return Err(BootError::Empty(path.into()));
+    }
+    Ok((file, len))
+}
 
 /// Errors loading a kernel, an initrd or building the command line.
 #[derive(Debug, thiserror::Error)]

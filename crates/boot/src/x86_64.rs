@@ -4,7 +4,6 @@ use crate::BootError;
 use arch::layout::HIMEM_START;
 use linux_loader::loader::bootparam::setup_header;
 use linux_loader::loader::{BzImage, Elf, KernelLoader};
-use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 use vm_memory::{GuestAddress, GuestMemoryBackend};
@@ -111,14 +110,7 @@ pub fn load_kernel<M: GuestMemoryBackend>(
     path: &Path,
     low_end: u64,
 ) -> Result<LoadedKernel, BootError> {
-    let mut file = File::open(path).map_err(|e| BootError::Open(path.into(), e))?;
-    let len = file
-        .metadata()
-        .map_err(|e| BootError::Open(path.into(), e))?
-        .len();
-    if len == 0 {
-        return Err(BootError::Empty(path.into()));
-    }
+    let (mut file, len) = crate::open_nonempty(path)?;
     let mut head = vec![0u8; PROBE_LEN.min(len as usize)];
     file.read_exact(&mut head)
         .map_err(|e| BootError::Open(path.into(), e))?;

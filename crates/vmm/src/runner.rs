@@ -86,16 +86,8 @@ pub(crate) fn launch(
     let exit_evt = EventFd::new(EFD_NONBLOCK).map_err(VmmError::EventFd)?;
     let (tx, reasons) = channel();
     let mut vcpu_threads = Vec::new();
-    let Machine {
-        vcpus,
-        serial,
-        reset_evt,
-        poweroff_evt,
-        stop,
-        memory,
-        vm_fd,
-    } = machine;
-    for mut vcpu in vcpus {
+    let stop = machine.stop;
+    for mut vcpu in machine.vcpus {
         let tx = tx.clone();
         let evt = exit_evt.try_clone().map_err(VmmError::EventFd)?;
         let t = timeline.clone();
@@ -124,18 +116,18 @@ pub(crate) fn launch(
     let watcher = Arc::new(Mutex::new(ExitWatcher {
         fds: vec![
             (exit_evt, Cause::VcpuExited),
-            (reset_evt, Cause::GuestReset),
-            (poweroff_evt, Cause::GuestPowerOff),
+            (machine.reset_evt, Cause::GuestReset),
+            (machine.poweroff_evt, Cause::GuestPowerOff),
             (stop_evt, Cause::StopRequested),
         ],
         cause: None,
     }));
     Ok(Running {
         machine_parts: MachineParts {
-            serial,
+            serial: machine.serial,
             stop,
-            _memory: memory,
-            _vm_fd: vm_fd,
+            _memory: machine.memory,
+            _vm_fd: machine.vm_fd,
         },
         vcpu_threads,
         reasons,
