@@ -1,0 +1,125 @@
+//! Virtio devices and their virtio-mmio transport.
+//!
+//! A [`VirtioDevice`] knows its type, features, queues and configuration space and does
+//! the device's work once activated; [`mmio::MmioTransport`] speaks the virtio-mmio
+//! register protocol (version 2) for any of them. Interrupts go through
+//! [`VirtioInterrupt`]: the interrupt status register plus an eventfd (a KVM irqfd).
+
+pub mod block;
+pub mod mmio;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use virtio_bindings::virtio_mmio::{VIRTIO_MMIO_INT_CONFIG, VIRTIO_MMIO_INT_VRING};
+use virtio_queue::Queue;
+use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::eventfd::EventFd;
+
+/// Bit of VIRTIO_F_VERSION_1 (virtio 1.x, "modern" devices).
+pub const VIRTIO_F_VERSION_1: u64 = 1 << virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
+
+/// Errors activating a device.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ActivateError {
+    /// The driver set up a queue the device cannot use.
+    #[error("queue {0} is not valid in guest memory")]
+    InvalidQueue(usize),
+    /// The driver did not make every required queue ready.
+    #[error("queue {0} is not ready")]
+    QueueNotReady(usize),
+}
+
+/// The interrupt of one virtio device: the status bits the guest reads from the
+/// transport, and the eventfd that injects the IRQ.
+#[derive(Clone)]
+pub struct VirtioInterrupt {
+    status: Arc<AtomicU32>,
+    irq: Arc<EventFd>,
+}
+
+impl VirtioInterrupt {
+    /// An interrupt that fires `irq`.
+    pub fn new(irq: EventFd) -> Self {
+        Self {
+            status: Arc::new(AtomicU32::new(0)),
+            irq: Arc::new(irq),
+        }
+    }
+
+    /// The eventfd, for KVM_IRQFD.
+    pub fn event_fd(&self) -> &EventFd {
+        &self.irq
+    }
+
+    /// The pending-interrupt bits (virtio-mmio InterruptStatus).
+    pub fn status(&self) -> u32 {
+        self.status.load(Ordering::Acquire)
+    }
+
+    /// Clears the bits the driver acknowledged (InterruptACK).
+    pub fn ack(&self, bits: u32) {
+        self.status.fetch_and(!bits, Ordering::AcqRel);
+    }
+
+    fn raise(&self, bit: u32) {
+        self.status.fetch_or(bit, Ordering::AcqRel);
+        if let Err(e) = self.irq.write(1) {
+            log::error!("virtio: cannot inject interrupt: {e}");
+        }
+    }
+
+    /// Tells the driver a used ring changed.
+    pub fn signal_used_queue(&self) {
+        self.raise(VIRTIO_MMIO_INT_VRING);
+    }
+
+    /// Tells the driver the configuration space changed.
+    pub fn signal_config_change(&self) {
+        self.raise(VIRTIO_MMIO_INT_CONFIG);
+    }
+}
+
+/// What a device gets when the driver sets DRIVER_OK.
+pub struct Activation {
+    /// Guest memory.
+    pub memory: GuestMemoryMmap,
+    /// The queues, as the driver configured them.
+    pub queues: Vec<Queue>,
+    /// Features the driver accepted.
+    pub acked_features: u64,
+    /// The device's interrupt.
+    pub interrupt: VirtioInterrupt,
+}
+
+/// A virtio device model, independent of its transport.
+pub trait VirtioDevice: Send {
+    /// Virtio device ID (2 = block, 1 = network, ...).
+    fn device_type(&self) -> u32;
+    /// Maximum size of each queue; the length is the number of queues.
+    fn queue_max_sizes(&self) -> &[u16];
+    /// Features the device offers (VIRTIO_F_VERSION_1 included).
+    fn features(&self) -> u64;
+    /// Reads the device-specific configuration space at `offset`.
+    fn read_config(&self, offset: u64, data: &mut [u8]);
+    /// Writes the device-specific configuration space at `offset`.
+    fn write_config(&mut self, offset: u64, data: &[u8]);
+    /// Starts the device with the driver's queues.
+    fn activate(&mut self, activation: Activation) -> Result<(), ActivateError>;
+    /// Handles a notification on queue `index`.
+    fn process_queue(&mut self, index: usize);
+    /// Stops the device and forgets its queues (driver reset).
+    fn reset(&mut self);
+}
+
+/// Copies `data.len()` bytes of `config` at `offset` into `data`; bytes beyond the end
+/// read as zero.
+pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
+    data.fill(0);
+    let Ok(start) = usize::try_from(offset) else {
+        return;
+    };
+    if let Some(src) = config.get(start..) {
+        let n = src.len().min(data.len());
+        data[..n].copy_from_slice(&src[..n]);
+    }
+}
