@@ -3,7 +3,7 @@
 use clap::Parser;
 use std::path::PathBuf;
 use std::time::Instant;
-use vmm::{ConsoleInput, ConsoleOutput, Preset, VmConfig};
+use vmm::{ConsoleInput, ConsoleOutput, DiskConfig, Preset, VmConfig};
 
 /// Boot a Linux guest in a KVM microVM.
 #[derive(Debug, Parser)]
@@ -38,6 +38,11 @@ pub struct Cli {
     /// Number of vCPUs.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub cpus: usize,
+
+    /// Attach a virtio-blk disk: path=FILE[,readonly=on][,id=SERIAL]. Repeatable; the
+    /// guest sees them in order as vda, vdb, ...
+    #[arg(long = "disk", value_name = "SPEC")]
+    pub disks: Vec<DiskConfig>,
 
     /// Write guest console output to FILE instead of standard output.
     #[arg(long, value_name = "FILE")]
@@ -74,6 +79,7 @@ impl Cli {
         c.cmdline_preset = self.cmdline_preset;
         c.mem_size = self.mem;
         c.vcpus = self.cpus;
+        c.disks = self.disks.clone();
         c.console_output = match &self.console_log {
             Some(path) => ConsoleOutput::File(path.clone()),
             None => ConsoleOutput::Stdout,

@@ -201,3 +201,40 @@ fn unknown_options_and_missing_kernel() {
         "unknown command-line preset 'warp'",
     );
 }
+
+#[test]
+fn unusable_disks() {
+    let dir = scratch("bad-disks");
+    fails_with(
+        &["--kernel", &guest(), "--disk", "path=/nonexistent/disk.img"],
+        "cannot open disk image /nonexistent/disk.img: No such file",
+    );
+    fails_with(
+        &["--kernel", &guest(), "--disk", "disk.img"],
+        "invalid value 'disk.img' for '--disk <SPEC>'",
+    );
+    fails_with(
+        &["--kernel", &guest(), "--disk", "path=a.img,cache=none"],
+        "unknown disk option 'cache'",
+    );
+    // A disk another process holds (as a second VM would) is refused.
+    let img = dir.join("held.img");
+    let held = std::fs::File::create(&img).unwrap();
+    held.set_len(1 << 20).unwrap();
+    // SAFETY: flock on a descriptor this test owns.
+    assert_eq!(
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&held), libc::LOCK_EX) },
+        0
+    );
+    let spec = format!("path={}", img.display());
+    fails_with(
+        &["--kernel", &guest(), "--disk", &spec],
+        "is in use by another process (locked)",
+    );
+    let ro = format!("path={},readonly=on", img.display());
+    fails_with(
+        &["--kernel", &guest(), "--disk", &ro],
+        "is in use by another process (locked)",
+    );
+    drop(held);
+}

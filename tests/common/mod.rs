@@ -205,3 +205,38 @@ pub fn kernel_memory_total_kib(console: &str) -> Option<u64> {
     let total = after.split('/').nth(1)?.split('K').next()?;
     total.parse().ok()
 }
+
+/// Runs minivmm until its console prints the line holding `marker`, then stops it with SIGTERM (the
+/// guest's own ending differs between hosts). Returns the run; `status` is minivmm's.
+pub fn run_until_marker(args: &[&str], marker: &str, deadline: Duration) -> Run {
+    use std::io::Read;
+    let start = Instant::now();
+    let mut child = Command::new(MINIVMM)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start minivmm");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut stdout = String::new();
+    let mut buf = [0u8; 4096];
+    // Wait for the whole line that holds the marker: the guest prints byte by byte.
+    let line_done = |s: &str| s.find(marker).is_some_and(|at| s[at..].contains('\n'));
+    while !line_done(&stdout) && start.elapsed() < deadline {
+        match out.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => stdout.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = out.read_to_string(&mut stdout);
+    let (output, _) = wait_with_deadline(child, Duration::from_secs(30));
+    Run {
+        status: output.status.code(),
+        stdout,
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        elapsed: start.elapsed(),
+    }
+}

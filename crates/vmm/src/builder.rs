@@ -7,8 +7,10 @@ use crate::error::VmmError;
 use crate::legacy::{self, LegacyDevices};
 use crate::memory::create_guest_memory;
 use crate::timeline::{BootEvent, Timeline};
+use crate::virtio_devices;
 use arch::layout::{CMDLINE_MAX_SIZE, CMDLINE_START};
 use arch::{BootInfo, InitrdRange, VcpuSetup};
+use devices::virtio::block::{disk::Disk, Block};
 use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 use kvm_ioctls::{Kvm, VmFd};
 use std::ffi::CString;
@@ -29,6 +31,8 @@ pub struct Machine {
     pub reset_evt: vmm_sys_util::eventfd::EventFd,
     /// Signalled by the guest's power-off request.
     pub poweroff_evt: vmm_sys_util::eventfd::EventFd,
+    /// virtio devices, for the event loop.
+    pub virtio: Vec<crate::virtio_devices::VirtioSlot>,
     /// Tells vCPUs to leave their loops.
     pub stop: Arc<AtomicBool>,
     /// Guest RAM (kept alive while the VM fd exists).
@@ -82,13 +86,28 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
     let console = console_writer(output, timeline.clone())?;
     let LegacyDevices {
         io_bus,
-        mmio_bus,
+        mut mmio_bus,
         serial,
         reset_evt,
         poweroff_evt,
     } = legacy::attach(&vm_fd, console, timeline)?;
 
-    let entry = load_boot_payload(&config, &memory, usize::from(vcpu_count))?;
+    let mut virtio = Vec::new();
+    let mut device_args = Vec::new();
+    for (index, disk) in config.disks.iter().enumerate() {
+        let image = Disk::open(&disk.path, disk.read_only, disk.id.as_deref())?;
+        let (slot, arg) = virtio_devices::attach(
+            &vm_fd,
+            &mut mmio_bus,
+            &memory,
+            index,
+            Box::new(Block::new(image)),
+        )?;
+        virtio.push(slot);
+        device_args.push(arg);
+    }
+
+    let entry = load_boot_payload(&config, &memory, usize::from(vcpu_count), &device_args)?;
     timeline.record(BootEvent::KernelLoaded);
 
     let base_cpuid = kvm
@@ -120,6 +139,7 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
         serial,
         reset_evt,
         poweroff_evt,
+        virtio,
         stop,
         memory,
         vm_fd,
@@ -132,6 +152,7 @@ fn load_boot_payload(
     config: &VmConfig,
     memory: &GuestMemoryMmap,
     vcpus: usize,
+    device_args: &[String],
 ) -> Result<GuestAddress, VmmError> {
     let low_end = arch::low_memory_end(memory);
     let kernel = boot::load_kernel(memory, &config.kernel, low_end)?;
@@ -148,12 +169,15 @@ fn load_boot_payload(
         }
         None => None,
     };
-    let cmdline = boot::cmdline::build_cmdline(
+    let mut cmdline = boot::cmdline::build_cmdline(
         config.default_cmdline,
         config.cmdline_preset,
         config.cmdline.as_deref(),
         CMDLINE_MAX_SIZE,
     )?;
+    for arg in device_args {
+        boot::cmdline::append(&mut cmdline, arg, CMDLINE_MAX_SIZE)?;
+    }
     let cmdline_len = cmdline
         .as_cstring()
         .map(|c| c.as_bytes().len())

@@ -33,6 +33,56 @@ pub enum ConsoleInput {
     None,
 }
 
+/// A virtio-blk disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskConfig {
+    /// Raw image file (or block device).
+    pub path: PathBuf,
+    /// Guest may only read; the file is opened read-only.
+    pub read_only: bool,
+    /// Serial the guest reads with GET_ID (at most 20 bytes).
+    pub id: Option<String>,
+}
+
+impl std::str::FromStr for DiskConfig {
+    type Err = String;
+
+    /// Parses `path=FILE[,readonly=on|off][,id=SERIAL]`.
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let mut path = None;
+        let mut read_only = false;
+        let mut id = None;
+        for part in spec.split(',') {
+            let (key, value) = part.split_once('=').ok_or_else(|| {
+                format!("'{part}' is not key=value (expected path=FILE[,readonly=on][,id=SERIAL])")
+            })?;
+            match key {
+                "path" if !value.is_empty() => path = Some(PathBuf::from(value)),
+                "readonly" | "ro" => {
+                    read_only = match value {
+                        "on" | "true" | "yes" => true,
+                        "off" | "false" | "no" => false,
+                        v => return Err(format!("readonly={v}: use on or off")),
+                    }
+                }
+                "id" if value.len() <= 20 => id = Some(value.to_string()),
+                "id" => return Err(format!("id '{value}' is longer than 20 bytes")),
+                _ => {
+                    return Err(format!(
+                        "unknown disk option '{key}' (known: path, readonly, id)"
+                    ))
+                }
+            }
+        }
+        let path = path.ok_or("a disk needs path=FILE")?;
+        Ok(Self {
+            path,
+            read_only,
+            id,
+        })
+    }
+}
+
 /// Everything needed to build and boot a VM.
 pub struct VmConfig {
     /// Kernel image: ELF vmlinux or bzImage.
@@ -49,6 +99,8 @@ pub struct VmConfig {
     pub mem_size: u64,
     /// Number of vCPUs.
     pub vcpus: usize,
+    /// virtio-blk disks, in order (vda, vdb, ...).
+    pub disks: Vec<DiskConfig>,
     /// Console output.
     pub console_output: ConsoleOutput,
     /// Console input.
@@ -70,6 +122,7 @@ impl VmConfig {
             cmdline_preset: None,
             mem_size: DEFAULT_MEM_SIZE,
             vcpus: 1,
+            disks: Vec::new(),
             console_output: ConsoleOutput::Stdout,
             console_input: ConsoleInput::None,
             kvm_path: PathBuf::from(DEFAULT_KVM_PATH),
@@ -126,6 +179,33 @@ mod tests {
         assert_eq!(parse_mem_size("65536K"), Ok(64 << 20));
         assert_eq!(parse_mem_size("4096G"), Ok(4096 << 30));
         assert_eq!(parse_mem_size("0"), Ok(0));
+    }
+
+    #[test]
+    fn disk_specs() {
+        let d: DiskConfig = "path=/tmp/a.img".parse().unwrap();
+        assert_eq!(
+            d,
+            DiskConfig {
+                path: "/tmp/a.img".into(),
+                read_only: false,
+                id: None
+            }
+        );
+        let d: DiskConfig = "path=b.img,readonly=on,id=data-1".parse().unwrap();
+        assert!(d.read_only);
+        assert_eq!(d.id.as_deref(), Some("data-1"));
+        for bad in [
+            "",
+            "b.img",
+            "path=",
+            "readonly=on",
+            "path=a,readonly=maybe",
+            "path=a,size=1",
+            "path=a,id=123456789012345678901",
+        ] {
+            assert!(bad.parse::<DiskConfig>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -62,6 +62,15 @@ pub enum VmmError {
     /// A thread could not be started.
     #[error("cannot start thread {0}")]
     SpawnThread(&'static str, #[source] std::io::Error),
+    /// More virtio devices than IRQs for them.
+    #[error("too many virtio devices: at most {0}")]
+    TooManyDevices(usize),
+    /// KVM_IOEVENTFD failed.
+    #[error("KVM_IOEVENTFD at {0:#x} failed")]
+    Ioeventfd(u64, #[source] kvm_ioctls::Error),
+    /// A disk image could not be used.
+    #[error(transparent)]
+    Disk(#[from] devices::virtio::block::disk::DiskError),
     /// The event manager could not be created.
     #[error("cannot create the event loop: {0:?}")]
     EventManager(event_manager::Error),

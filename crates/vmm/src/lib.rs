@@ -24,9 +24,10 @@ mod legacy;
 mod memory;
 mod runner;
 pub mod timeline;
+mod virtio_devices;
 
 pub use boot::cmdline::{Preset, DEFAULT_CMDLINE};
-pub use config::{parse_mem_size, ConsoleInput, ConsoleOutput, VmConfig};
+pub use config::{parse_mem_size, ConsoleInput, ConsoleOutput, DiskConfig, VmConfig};
 pub use error::VmmError;
 pub use exit::{ExitReason, VmExit};
 pub use timeline::{BootEvent, Timeline};

@@ -8,6 +8,7 @@ use crate::console::{RawModeGuard, StdinInput};
 use crate::error::VmmError;
 use crate::exit::{ExitReason, VmExit};
 use crate::timeline::{BootEvent, Timeline};
+use crate::virtio_devices::{QueueHandler, VirtioSlot};
 use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{channel, Receiver};
@@ -62,6 +63,7 @@ impl MutEventSubscriber for ExitWatcher {
 pub(crate) struct Running {
     machine_parts: MachineParts,
     vcpu_threads: Vec<JoinHandle<()>>,
+    virtio: Vec<VirtioSlot>,
     reasons: Receiver<(u8, VcpuExitReason)>,
     watcher: Arc<Mutex<ExitWatcher>>,
     console_input: ConsoleInput,
@@ -130,6 +132,7 @@ pub(crate) fn launch(
             _vm_fd: machine.vm_fd,
         },
         vcpu_threads,
+        virtio: machine.virtio,
         reasons,
         watcher,
         console_input,
@@ -159,9 +162,10 @@ fn stop_threads(stop: &std::sync::atomic::AtomicBool, threads: Vec<JoinHandle<()
 
 impl Running {
     /// Runs the event loop until the VM ends; then stops every vCPU.
-    pub(crate) fn run(self) -> VmExit {
+    pub(crate) fn run(mut self) -> VmExit {
         let _raw = (self.console_input == ConsoleInput::Stdin).then(RawModeGuard::new);
-        let cause = self.event_loop();
+        let virtio = std::mem::take(&mut self.virtio);
+        let cause = self.event_loop(virtio);
         stop_threads(&self.machine_parts.stop, self.vcpu_threads);
         self.machine_parts
             .serial
@@ -182,10 +186,13 @@ impl Running {
         }
     }
 
-    fn event_loop(&self) -> Result<Cause, String> {
+    fn event_loop(&self, virtio: Vec<VirtioSlot>) -> Result<Cause, String> {
         let mut em =
             EventManager::<Subscriber>::new().map_err(|e| format!("event manager: {e:?}"))?;
         em.add_subscriber(self.watcher.clone());
+        for slot in virtio {
+            em.add_subscriber(Arc::new(Mutex::new(QueueHandler::new(slot))));
+        }
         let stdin = match self.console_input {
             ConsoleInput::Stdin => {
                 let input = Arc::new(Mutex::new(StdinInput::new(
