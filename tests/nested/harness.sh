@@ -54,6 +54,11 @@ cp "$l1_dir"/*.ko* "$stage/lib/"
 cp "$kernel_dir/vmlinux" "$kernel_dir/bzImage" "$stage/l2/"
 "$repo/resources/guest/build-initramfs.sh" "$stage/l2/initramfs.cpio" >/dev/null
 "$repo/resources/guest/build-initramfs.sh" "$stage/l2/initramfs.cpio.gz" --gzip >/dev/null
+# Disk images for virtio-blk scenarios: ext4, raw, and a patterned read-only one.
+truncate -s 32M "$stage/l2/disk.ext4"
+mkfs.ext4 -q -F "$stage/l2/disk.ext4"
+truncate -s 8M "$stage/l2/raw.img"
+yes minivmm 2>/dev/null | head -c 1M > "$stage/l2/ro.img" || true
 install -m 0755 "$here/l1-init" "$stage/init"
 cp "$here/l1-lib.sh" "$stage/l1-lib.sh"
 cp "$scenario" "$stage/scenario.sh"
