@@ -4,12 +4,13 @@
 //! command line (`guest.test=NAME`), prints what it finds over the serial port, writes
 //! the boot timer, and resets through the i8042. Tests compare its output exactly.
 //!
-//! Tests: `hello` (default), `mptable`, `acpi`, `echo`, `poweroff`, `triplefault`,
-//! `emulfail`, `hang`.
+//! Tests: `hello` (default), `mptable`, `acpi`, `echo`, `blk`, `poweroff`,
+//! `triplefault`, `emulfail`, `hang`.
 #![no_std]
 #![no_main]
 
 mod hw;
+mod virtio_blk;
 
 use core::fmt::Write;
 use hw::Serial;
@@ -135,6 +136,84 @@ fn report_acpi(out: &mut Serial, zero_page: usize) {
     let _ = writeln!(out);
 }
 
+#[repr(C, align(4096))]
+struct Buffer([u8; 4096]);
+static mut BUFFER: Buffer = Buffer([0; 4096]);
+
+/// The byte written at offset `i` of the pattern, for sectors from `first`.
+fn pattern(first: u64, i: usize) -> u8 {
+    (i as u64 * 7 + first * 13) as u8 ^ 0x5a
+}
+
+/// Drives virtio-blk slot 0 (read-write) and slot 1 (read-only).
+fn blk(out: &mut Serial) {
+    // SAFETY: the single-threaded guest's only buffer.
+    let buf = unsafe { &mut *core::ptr::addr_of_mut!(BUFFER.0) };
+    let Some(mut rw) = virtio_blk::BlkDevice::init(0) else {
+        let _ = writeln!(out, "blk0: no device");
+        return;
+    };
+    let show = |out: &mut Serial, what: &str, r: Option<(u8, u32)>| match r {
+        Some((status, len)) => {
+            let _ = writeln!(out, "blk0: {what} status={status} len={len}");
+        }
+        None => {
+            let _ = writeln!(out, "blk0: {what} timed out");
+        }
+    };
+    let _ = writeln!(out, "blk0: capacity={}", rw.capacity());
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = pattern(2, i);
+    }
+    show(out, "write", rw.request(virtio_blk::T_OUT, 2, buf, false));
+    show(
+        out,
+        "flush",
+        rw.request(virtio_blk::T_FLUSH, 0, &mut [], false),
+    );
+    buf.fill(0);
+    let r = rw.request(virtio_blk::T_IN, 2, buf, true);
+    let same = buf.iter().enumerate().all(|(i, b)| *b == pattern(2, i));
+    show(out, "read", r);
+    let _ = writeln!(
+        out,
+        "blk0: read back {}",
+        if same { "matches" } else { "DIFFERS" }
+    );
+    buf.fill(0);
+    show(
+        out,
+        "get-id",
+        rw.request(virtio_blk::T_GET_ID, 0, &mut buf[..20], true),
+    );
+    let id_len = buf[..20].iter().position(|b| *b == 0).unwrap_or(20);
+    let _ = writeln!(
+        out,
+        "blk0: id={}",
+        core::str::from_utf8(&buf[..id_len]).unwrap_or("?")
+    );
+    let end = rw.capacity();
+    show(
+        out,
+        "beyond-end",
+        rw.request(virtio_blk::T_IN, end, &mut buf[..512], true),
+    );
+    show(out, "unsupported", rw.request(99, 0, &mut [], false));
+    let Some(mut ro) = virtio_blk::BlkDevice::init(1) else {
+        let _ = writeln!(out, "blk1: no device");
+        return;
+    };
+    buf.fill(0xee);
+    match ro.request(virtio_blk::T_OUT, 0, &mut buf[..512], false) {
+        Some((status, _)) => {
+            let _ = writeln!(out, "blk1: read-only write status={status}");
+        }
+        None => {
+            let _ = writeln!(out, "blk1: read-only write timed out");
+        }
+    }
+}
+
 fn echo(out: &mut Serial) {
     let _ = writeln!(out, "echo: ready");
     let mut line = [0u8; 128];
@@ -161,6 +240,7 @@ extern "C" fn guest_main(zero_page: usize) -> ! {
         b"mptable" => report_mptable(&mut out),
         b"acpi" => report_acpi(&mut out, zero_page),
         b"echo" => echo(&mut out),
+        b"blk" => blk(&mut out),
         b"poweroff" => {
             hw::signal_boot_timer();
             let _ = writeln!(out, "minivmm-test-guest: poweroff");
