@@ -219,3 +219,34 @@ fn host_io_errors_become_ioerr() {
     f.as_file().set_len(512).unwrap();
     assert_eq!(execute(&mut disk, &m, &req).0, VIRTIO_BLK_S_IOERR as u8);
 }
+
+#[test]
+fn enospc_from_the_host_becomes_ioerr() {
+    // /dev/full fails every write with ENOSPC; give it a size so the request is valid.
+    let Ok(full) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/full")
+    else {
+        eprintln!("SKIPPED enospc_from_the_host_becomes_ioerr: no /dev/full on this host");
+        return;
+    };
+    let m = mem();
+    let mut disk = Disk {
+        file: full,
+        sectors: 8,
+        read_only: false,
+        id: [0; ID_BYTES],
+    };
+    header(&m, VIRTIO_BLK_T_OUT, 0);
+    assert_eq!(
+        run(&mut disk, &m, &chain(&[d(DATA, 512, 0)])).0,
+        VIRTIO_BLK_S_IOERR as u8
+    );
+    // The device keeps serving: a read from the same disk still completes.
+    header(&m, VIRTIO_BLK_T_IN, 0);
+    assert_eq!(
+        run(&mut disk, &m, &chain(&[d(DATA, 512, W)])).0,
+        VIRTIO_BLK_S_OK as u8
+    );
+}
