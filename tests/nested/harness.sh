@@ -59,6 +59,20 @@ truncate -s 32M "$stage/l2/disk.ext4"
 mkfs.ext4 -q -F "$stage/l2/disk.ext4"
 truncate -s 8M "$stage/l2/raw.img"
 yes minivmm 2>/dev/null | head -c 1M > "$stage/l2/ro.img" || true
+# With MINIVMM_NESTED_QEMU=1, QEMU (and the libraries it links) goes into L1 too, as a
+# peer to compare minivmm with under the same emulated host.
+if [ "${MINIVMM_NESTED_QEMU:-0}" = 1 ]; then
+    qemu=$(command -v qemu-system-x86_64)
+    cp "$qemu" "$stage/bin/qemu-system-x86_64"
+    for lib in $(ldd "$qemu" | awk '/=>/ {print $3} /^\t\// {print $1}'); do
+        mkdir -p "$stage$(dirname "$lib")"
+        cp -L "$lib" "$stage$lib"
+    done
+    mkdir -p "$stage/usr/share/qemu"
+    for rom in bios-microvm.bin qboot.rom pvh.bin linuxboot_dma.bin; do
+        cp -L "/usr/share/qemu/$rom" "$stage/usr/share/qemu/$rom"
+    done
+fi
 install -m 0755 "$here/l1-init" "$stage/init"
 cp "$here/l1-lib.sh" "$stage/l1-lib.sh"
 cp "$scenario" "$stage/scenario.sh"
