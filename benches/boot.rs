@@ -162,11 +162,12 @@ fn nested() {
         .status()
         .expect("harness");
     assert!(ok.success(), "nested harness failed");
-    let text = std::fs::read_to_string(&log).expect("log");
+    let text = std::fs::read_to_string(&log)
+        .expect("log")
+        .replace('\r', "");
     println!("== Nested harness (emulated L1, KVM on emulated SVM): 2-vCPU Linux to user space");
     // Milestones of the 2-vCPU boots only (the disk-bench guest has its own section).
     let boots: String = text
-        .replace('\r', "")
         .split("=== BEGIN ")
         .filter(|section| section.starts_with("elf-2cpu"))
         .collect();
@@ -181,15 +182,32 @@ fn nested() {
     assert!(!timer.is_empty(), "no boot-timer milestone in:\n{text}");
     summary("user space (boot timer), L1 clock", "ms ", timer);
     summary("minivmm start to exit, L1 clock", "ms ", exit);
-    // minivmm's run first, then QEMU's (same guest, same dd, same L1).
-    let text = text.replace('\r', "");
-    let mut dd = text
-        .lines()
-        .filter(|l| l.contains("MINIVMM-GUEST: dd direct"))
-        .map(|l| l.trim_start_matches("MINIVMM-GUEST: "));
-    for vmm in ["minivmm", "QEMU microvm"] {
-        let result = dd.next().unwrap_or("no result");
-        println!("virtio-blk from guest user space (L1 clock), {vmm}: {result}");
+    // The same guest and dd under minivmm and under QEMU, each in its own section.
+    let section = |name: &str| -> String {
+        text.split("=== BEGIN ")
+            .find(|s| s.starts_with(name))
+            .unwrap_or("")
+            .to_string()
+    };
+    let rates = |sec: &str, key: &str| -> Vec<f64> {
+        sec.lines()
+            .filter(|l| l.contains("MINIVMM-GUEST: dd direct"))
+            .filter_map(|l| l.split(key).nth(1)?.split_whitespace().next()?.parse().ok())
+            .collect()
+    };
+    println!("== virtio-blk from guest user space: dd 1 MiB x 64, O_DIRECT, L1 clock");
+    for (vmm, name) in [
+        ("minivmm", "disk-bench\n"),
+        ("QEMU microvm", "qemu-disk-bench\n"),
+    ] {
+        let sec = section(name);
+        let (w, r) = (rates(&sec, "write="), rates(&sec, "read="));
+        if w.is_empty() || r.is_empty() {
+            println!("{vmm}: no result");
+            continue;
+        }
+        summary(&format!("{vmm} write"), "MiB/s", w);
+        summary(&format!("{vmm} read"), "MiB/s", r);
     }
 }
 
