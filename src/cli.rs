@@ -3,7 +3,7 @@
 use clap::Parser;
 use std::path::PathBuf;
 use std::time::Instant;
-use vmm::{ConsoleInput, ConsoleOutput, DiskConfig, Preset, VmConfig};
+use vmm::{ConsoleInput, ConsoleOutput, DiskConfig, NetConfig, Preset, VmConfig};
 
 /// Boot a Linux guest in a KVM microVM.
 #[derive(Debug, Parser)]
@@ -44,6 +44,12 @@ pub struct Cli {
     #[arg(long = "disk", value_name = "SPEC")]
     pub disks: Vec<DiskConfig>,
 
+    /// Attach a virtio-net interface on a host tap: tap=NAME[,mac=02:..][,create=on].
+    /// Repeatable (eth0, eth1, ...). The tap must exist unless create=on (which needs
+    /// CAP_NET_ADMIN; the tap is then removed on exit).
+    #[arg(long = "net", value_name = "SPEC")]
+    pub nets: Vec<NetConfig>,
+
     /// Write guest console output to FILE instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub console_log: Option<PathBuf>,
@@ -80,6 +86,7 @@ impl Cli {
         c.mem_size = self.mem;
         c.vcpus = self.cpus;
         c.disks = self.disks.clone();
+        c.nets = self.nets.clone();
         c.console_output = match &self.console_log {
             Some(path) => ConsoleOutput::File(path.clone()),
             None => ConsoleOutput::Stdout,

@@ -12,10 +12,11 @@ struct L2Run {
     rc: i32,
 }
 
+/// The last run called `name` (a retried run appears twice).
 fn section(log: &str, name: &str) -> L2Run {
     let begin = format!("=== BEGIN {name}\n");
     let start = log
-        .find(&begin)
+        .rfind(&begin)
         .unwrap_or_else(|| panic!("no '{name}' section in:\n{log}"))
         + begin.len();
     let rest = &log[start..];
@@ -52,8 +53,20 @@ fn boot_timer_ms(run: &L2Run) -> f64 {
         .unwrap_or_else(|| panic!("no boot-timer milestone:\n{}", run.output))
 }
 
+/// The last lines of `text`, for failure messages that CI logs cut in the middle.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 fn check_user_space(run: &L2Run, cpus: u32, mem_mib: u64) {
-    assert_eq!(run.rc, 0, "minivmm status:\n{}", run.output);
+    assert_eq!(
+        run.rc,
+        0,
+        "minivmm status:\n{}\n--- last lines ---\n{}",
+        run.output,
+        tail(&run.output, 25)
+    );
     assert!(
         run.output.contains("MINIVMM-GUEST: user space reached"),
         "{}",
@@ -117,6 +130,16 @@ run_l2 disk-verify --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M $
         "L1 has no /dev/kvm:\n{log}"
     );
     assert!(log.contains("=== L1 DONE"), "L1 did not finish:\n{log}");
+    let retries: Vec<&str> = log.lines().filter(|l| l.starts_with("=== RETRY")).collect();
+    for r in &retries {
+        eprintln!(
+            "nested: an L2 triple-faulted and was run again ({r}); see tests/nested/l1-lib.sh"
+        );
+    }
+    assert!(
+        retries.len() <= 1,
+        "more than one L2 triple-faulted:\n{log}"
+    );
 
     let elf = section(&log, "elf-2cpu");
     check_user_space(&elf, 2, 512);

@@ -2,14 +2,28 @@
 #
 # run_l2 NAME ARGS...    runs minivmm ARGS with the boot timeline on, between
 #                        "=== BEGIN NAME" and "=== END NAME rc=N" markers.
+#                        An L2 that triple-faults is run once more after an
+#                        "=== RETRY NAME" line: L1's SVM is emulated by qemu TCG,
+#                        and a 2-vCPU L2 was once seen to triple-fault during
+#                        boot there (1 run in ~30); the test allows one retry per
+#                        L1 boot and prints it.
 # run_l2_shell NAME INPUT ARGS...
 #                        as run_l2, but waits for the guest's "shell ready" line,
 #                        then types each line of INPUT into its console.
 run_l2() {
     name=$1; shift
-    echo "=== BEGIN $name"
-    timeout "${MINIVMM_L2_TIMEOUT:-180}" minivmm --boot-timeline "$@" < /dev/null 2>&1
-    echo "=== END $name rc=$?"
+    for attempt in 1 2; do
+        echo "=== BEGIN $name"
+        timeout "${MINIVMM_L2_TIMEOUT:-180}" minivmm --boot-timeline "$@" < /dev/null > /tmp/l2.out 2>&1
+        rc=$?
+        cat /tmp/l2.out
+        echo "=== END $name rc=$rc"
+        if [ "$rc" != 0 ] && [ "$attempt" = 1 ] && grep -q "guest triple fault" /tmp/l2.out; then
+            echo "=== RETRY $name"
+            continue
+        fi
+        break
+    done
 }
 
 run_l2_shell() {

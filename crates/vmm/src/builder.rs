@@ -11,6 +11,8 @@ use crate::virtio_devices;
 use arch::layout::{CMDLINE_MAX_SIZE, CMDLINE_START};
 use arch::{BootInfo, InitrdRange, VcpuSetup};
 use devices::virtio::block::{disk::Disk, Block};
+use devices::virtio::net::{default_mac, tap::Tap, Net};
+use devices::virtio::VirtioDevice;
 use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 use kvm_ioctls::{Kvm, VmFd};
 use std::ffi::CString;
@@ -94,15 +96,9 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
 
     let mut virtio = Vec::new();
     let mut device_args = Vec::new();
-    for (index, disk) in config.disks.iter().enumerate() {
-        let image = Disk::open(&disk.path, disk.read_only, disk.id.as_deref())?;
-        let (slot, arg) = virtio_devices::attach(
-            &vm_fd,
-            &mut mmio_bus,
-            &memory,
-            index,
-            Box::new(Block::new(image)),
-        )?;
+    for device in virtio_device_models(&config)? {
+        let index = virtio.len();
+        let (slot, arg) = virtio_devices::attach(&vm_fd, &mut mmio_bus, &memory, index, device)?;
         virtio.push(slot);
         device_args.push(arg);
     }
@@ -144,6 +140,26 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
         memory,
         vm_fd,
     })
+}
+
+/// The virtio devices `config` asks for, in slot order: disks, then network
+/// interfaces. Host resources (images, taps) are opened here, before anything runs.
+fn virtio_device_models(config: &VmConfig) -> Result<Vec<Box<dyn VirtioDevice>>, VmmError> {
+    let count = config.disks.len() + config.nets.len();
+    if count > virtio_devices::MAX_DEVICES {
+        return Err(VmmError::TooManyDevices(virtio_devices::MAX_DEVICES));
+    }
+    let mut models: Vec<Box<dyn VirtioDevice>> = Vec::with_capacity(count);
+    for disk in &config.disks {
+        let image = Disk::open(&disk.path, disk.read_only, disk.id.as_deref())?;
+        models.push(Box::new(Block::new(image)));
+    }
+    for net in &config.nets {
+        let tap = Tap::open(&net.tap, net.create)?;
+        let mac = net.mac.unwrap_or_else(|| default_mac(&net.tap));
+        models.push(Box::new(Net::new(Box::new(tap), mac)));
+    }
+    Ok(models)
 }
 
 /// Loads kernel, initrd and command line and writes the boot structures; returns the

@@ -58,13 +58,7 @@ impl std::str::FromStr for DiskConfig {
             })?;
             match key {
                 "path" if !value.is_empty() => path = Some(PathBuf::from(value)),
-                "readonly" | "ro" => {
-                    read_only = match value {
-                        "on" | "true" | "yes" => true,
-                        "off" | "false" | "no" => false,
-                        v => return Err(format!("readonly={v}: use on or off")),
-                    }
-                }
+                "readonly" | "ro" => read_only = parse_on_off(key, value)?,
                 "id" if value.len() <= 20 => id = Some(value.to_string()),
                 "id" => return Err(format!("id '{value}' is longer than 20 bytes")),
                 _ => {
@@ -80,6 +74,76 @@ impl std::str::FromStr for DiskConfig {
             read_only,
             id,
         })
+    }
+}
+
+/// A virtio-net interface backed by a host tap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetConfig {
+    /// Name of the tap interface on the host.
+    pub tap: String,
+    /// Guest MAC address; derived from the tap name when absent.
+    pub mac: Option<[u8; 6]>,
+    /// Create the tap when it does not exist (it is removed again on exit).
+    pub create: bool,
+}
+
+fn parse_on_off(key: &str, value: &str) -> Result<bool, String> {
+    match value {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        v => Err(format!("{key}={v}: use on or off")),
+    }
+}
+
+/// Parses a MAC address `02:00:00:00:00:01`; multicast addresses are refused.
+pub fn parse_mac(text: &str) -> Result<[u8; 6], String> {
+    let bad = || format!("'{text}' is not a MAC address like 02:00:00:00:00:01");
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in mac.iter_mut() {
+        let part = parts.next().ok_or_else(bad)?;
+        if part.len() != 2 {
+            return Err(bad());
+        }
+        *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+    }
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    if mac[0] & 1 != 0 {
+        return Err(format!(
+            "MAC {text} is a multicast address; a NIC needs a unicast one (even first byte)"
+        ));
+    }
+    Ok(mac)
+}
+
+impl std::str::FromStr for NetConfig {
+    type Err = String;
+
+    /// Parses `tap=NAME[,mac=02:..][,create=on|off]`.
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let mut tap = None;
+        let mut mac = None;
+        let mut create = false;
+        for part in spec.split(',') {
+            let (key, value) = part.split_once('=').ok_or_else(|| {
+                format!("'{part}' is not key=value (expected tap=NAME[,mac=MAC][,create=on])")
+            })?;
+            match key {
+                "tap" if !value.is_empty() => tap = Some(value.to_string()),
+                "mac" => mac = Some(parse_mac(value)?),
+                "create" => create = parse_on_off(key, value)?,
+                _ => {
+                    return Err(format!(
+                        "unknown net option '{key}' (known: tap, mac, create)"
+                    ))
+                }
+            }
+        }
+        let tap = tap.ok_or("a network interface needs tap=NAME")?;
+        Ok(Self { tap, mac, create })
     }
 }
 
@@ -101,6 +165,8 @@ pub struct VmConfig {
     pub vcpus: usize,
     /// virtio-blk disks, in order (vda, vdb, ...).
     pub disks: Vec<DiskConfig>,
+    /// virtio-net interfaces, in order (eth0, eth1, ...).
+    pub nets: Vec<NetConfig>,
     /// Console output.
     pub console_output: ConsoleOutput,
     /// Console input.
@@ -123,6 +189,7 @@ impl VmConfig {
             mem_size: DEFAULT_MEM_SIZE,
             vcpus: 1,
             disks: Vec::new(),
+            nets: Vec::new(),
             console_output: ConsoleOutput::Stdout,
             console_input: ConsoleInput::None,
             kvm_path: PathBuf::from(DEFAULT_KVM_PATH),
@@ -206,6 +273,41 @@ mod tests {
         ] {
             assert!(bad.parse::<DiskConfig>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn net_specs() {
+        let n: NetConfig = "tap=tap0".parse().unwrap();
+        assert_eq!(
+            n,
+            NetConfig {
+                tap: "tap0".into(),
+                mac: None,
+                create: false
+            }
+        );
+        let n: NetConfig = "tap=vm1,mac=02:AB:cd:00:00:01,create=on".parse().unwrap();
+        assert_eq!(n.mac, Some([2, 0xab, 0xcd, 0, 0, 1]));
+        assert!(n.create);
+        for bad in [
+            "",
+            "tap0",
+            "tap=",
+            "mac=02:00:00:00:00:01",
+            "tap=t,mac=02:00:00:00:00",
+            "tap=t,mac=02:00:00:00:00:01:02",
+            "tap=t,mac=0g:00:00:00:00:01",
+            "tap=t,mac=2:00:00:00:00:01",
+            "tap=t,mac=01:00:5e:00:00:01",
+            "tap=t,create=maybe",
+            "tap=t,queues=2",
+        ] {
+            assert!(bad.parse::<NetConfig>().is_err(), "{bad}");
+        }
+        assert!("tap=t,mac=01:00:5e:00:00:01"
+            .parse::<NetConfig>()
+            .unwrap_err()
+            .contains("multicast"));
     }
 
     #[test]

@@ -71,6 +71,9 @@ pub enum VmmError {
     /// A disk image could not be used.
     #[error(transparent)]
     Disk(#[from] devices::virtio::block::disk::DiskError),
+    /// A tap could not be used.
+    #[error(transparent)]
+    Tap(#[from] devices::virtio::net::tap::TapError),
     /// The event manager could not be created.
     #[error("cannot create the event loop: {0:?}")]
     EventManager(event_manager::Error),

@@ -27,7 +27,9 @@ pub mod timeline;
 mod virtio_devices;
 
 pub use boot::cmdline::{Preset, DEFAULT_CMDLINE};
-pub use config::{parse_mem_size, ConsoleInput, ConsoleOutput, DiskConfig, VmConfig};
+pub use config::{
+    parse_mac, parse_mem_size, ConsoleInput, ConsoleOutput, DiskConfig, NetConfig, VmConfig,
+};
 pub use error::VmmError;
 pub use exit::{ExitReason, VmExit};
 pub use timeline::{BootEvent, Timeline};

@@ -10,6 +10,7 @@ use devices::virtio::{VirtioDevice, VirtioInterrupt};
 use devices::Bus;
 use event_manager::{EventOps, Events, MutEventSubscriber};
 use kvm_ioctls::{IoEventAddress, VmFd};
+use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex};
 use virtio_bindings::virtio_mmio::VIRTIO_MMIO_QUEUE_NOTIFY;
 use vm_memory::GuestMemoryMmap;
@@ -25,6 +26,8 @@ pub struct VirtioSlot {
     pub transport: Arc<Mutex<MmioTransport>>,
     /// One eventfd per queue, signalled by KVM on a notify write.
     pub queue_evts: Vec<EventFd>,
+    /// The device's host descriptors (a tap), owned by the device.
+    pub backend_fds: Vec<RawFd>,
 }
 
 /// Where device `index` lives: MMIO base and GSI.
@@ -61,6 +64,7 @@ pub fn attach(
         transport_evts.push(evt.try_clone().map_err(VmmError::EventFd)?);
         queue_evts.push(evt);
     }
+    let backend_fds = device.backend_fds();
     let transport = MmioTransport::new(
         device,
         memory.clone(),
@@ -74,12 +78,15 @@ pub fn attach(
         VirtioSlot {
             transport,
             queue_evts,
+            backend_fds,
         },
         arg,
     ))
 }
 
-/// Event-loop subscriber: processes a device's queue when its eventfd fires.
+/// Event-loop subscriber: processes a device's queue when its eventfd fires, and its
+/// backend when a backend descriptor becomes readable. Event data: queue index, or
+/// the number of queues plus the backend index.
 pub struct QueueHandler {
     slot: VirtioSlot,
 }
@@ -94,6 +101,7 @@ impl QueueHandler {
 impl MutEventSubscriber for QueueHandler {
     fn process(&mut self, events: Events, _ops: &mut EventOps) {
         let index = events.data() as usize;
+        let queues = self.slot.queue_evts.len();
         if let Some(evt) = self.slot.queue_evts.get(index) {
             let _ = evt.read();
         }
@@ -102,7 +110,9 @@ impl MutEventSubscriber for QueueHandler {
             .transport
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if transport.is_activated() {
+        if index >= queues {
+            transport.device_mut().process_backend(index - queues);
+        } else if transport.is_activated() {
             transport.device_mut().process_queue(index);
         }
     }
@@ -111,6 +121,14 @@ impl MutEventSubscriber for QueueHandler {
         for (i, evt) in self.slot.queue_evts.iter().enumerate() {
             if let Err(e) = ops.add(Events::with_data(evt, i as u32, EventSet::IN)) {
                 log::error!("virtio: cannot watch queue {i}: {e:?}");
+            }
+        }
+        let queues = self.slot.queue_evts.len();
+        for (i, fd) in self.slot.backend_fds.iter().enumerate() {
+            let data = (queues + i) as u32;
+            let set = EventSet::IN | EventSet::EDGE_TRIGGERED;
+            if let Err(e) = ops.add(Events::with_data_raw(*fd, data, set)) {
+                log::error!("virtio: cannot watch backend descriptor {fd}: {e:?}");
             }
         }
     }

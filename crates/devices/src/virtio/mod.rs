@@ -7,7 +7,9 @@
 
 pub mod block;
 pub mod mmio;
+pub mod net;
 
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use virtio_bindings::virtio_mmio::{VIRTIO_MMIO_INT_CONFIG, VIRTIO_MMIO_INT_VRING};
@@ -109,6 +111,14 @@ pub trait VirtioDevice: Send {
     fn process_queue(&mut self, index: usize);
     /// Stops the device and forgets its queues (driver reset).
     fn reset(&mut self);
+    /// Host descriptors (besides queue notifications) whose readiness drives the
+    /// device, such as a tap; the event loop watches them for input, edge-triggered.
+    fn backend_fds(&self) -> Vec<RawFd> {
+        Vec::new()
+    }
+    /// Handles readiness of backend descriptor `index` (an index into
+    /// [`VirtioDevice::backend_fds`]), whether or not the device is activated.
+    fn process_backend(&mut self, _index: usize) {}
 }
 
 /// Copies `data.len()` bytes of `config` at `offset` into `data`; bytes beyond the end
