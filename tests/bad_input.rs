@@ -238,3 +238,32 @@ fn unusable_disks() {
     );
     drop(held);
 }
+
+#[test]
+fn unusable_taps() {
+    fails_with(
+        &["--kernel", &guest(), "--net", "tap=mvt-nosuch0"],
+        "tap 'mvt-nosuch0' does not exist: create it with `ip tuntap add dev mvt-nosuch0 mode tap",
+    );
+    fails_with(
+        &["--kernel", &guest(), "--net", "tap=lo"],
+        "cannot attach to tap 'lo'",
+    );
+    fails_with(
+        &["--kernel", &guest(), "--net", "tap=a/b"],
+        "is not a valid interface name",
+    );
+    fails_with(
+        &[
+            "--kernel",
+            &guest(),
+            "--net",
+            "tap=t0,mac=01:00:00:00:00:01",
+        ],
+        "multicast",
+    );
+    fails_with(
+        &["--kernel", &guest(), "--net", "ifname=t0"],
+        "unknown net option 'ifname'",
+    );
+}

@@ -4,13 +4,16 @@
 //! command line (`guest.test=NAME`), prints what it finds over the serial port, writes
 //! the boot timer, and resets through the i8042. Tests compare its output exactly.
 //!
-//! Tests: `hello` (default), `mptable`, `acpi`, `echo`, `blk`, `poweroff`,
-//! `triplefault`, `emulfail`, `hang`.
+//! Tests: `hello` (default), `mptable`, `acpi`, `echo`, `blk`, `net`, `net-tx-bench`,
+//! `net-rx-bench`, `poweroff`, `triplefault`, `emulfail`, `hang`.
 #![no_std]
 #![no_main]
 
 mod hw;
+mod net_test;
+mod virtio;
 mod virtio_blk;
+mod virtio_net;
 
 use core::fmt::Write;
 use hw::Serial;
@@ -241,6 +244,9 @@ extern "C" fn guest_main(zero_page: usize) -> ! {
         b"acpi" => report_acpi(&mut out, zero_page),
         b"echo" => echo(&mut out),
         b"blk" => blk(&mut out),
+        b"net" => net_test::net(&mut out),
+        b"net-tx-bench" => net_test::tx_bench(&mut out, cmdline(zero_page)),
+        b"net-rx-bench" => net_test::rx_bench(&mut out),
         b"poweroff" => {
             hw::signal_boot_timer();
             let _ = writeln!(out, "minivmm-test-guest: poweroff");
