@@ -59,6 +59,60 @@ fn tail(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// virtio-net from the guest's user space, against L1 as its host (run_l2_net).
+fn check_network(log: &str) {
+    let net = section(log, "net");
+    let out = &net.output;
+    assert_eq!(net.rc, 0, "{out}");
+    for line in [
+        "MINIVMM-GUEST: eth0 mac=02:",
+        "lease of 10.0.2.15 obtained",
+        "MINIVMM-GUEST: eth0 inet 10.0.2.15/24",
+        "MINIVMM-GUEST: ping 3 packets transmitted, 3 packets received",
+        "MINIVMM-GUEST: powering off",
+        // minivmm created the tap (create=on) and it went away with minivmm.
+        "L1: mvm0 removed",
+    ] {
+        assert!(out.contains(line), "missing '{line}':\n{out}");
+    }
+    for (guest, host) in [
+        ("MINIVMM-GUEST: small sha256=", "L1: small sha256="),
+        ("MINIVMM-GUEST: big sha256=", "L1: big sha256="),
+        ("MINIVMM-GUEST: upload sha256=", "L1: upload sha256="),
+    ] {
+        let g = value(out, guest);
+        assert_eq!(g.len(), 64, "no checksum after '{guest}':\n{out}");
+        assert_eq!(
+            g,
+            value(out, host),
+            "'{guest}' differs from '{host}':\n{out}"
+        );
+    }
+    // The device's own counts: the download wrapped the 256-entry RX ring many
+    // times, and minivmm dropped nothing the tap handed it.
+    let stats = out
+        .lines()
+        .find(|l| l.contains("virtio-net mvm0: "))
+        .unwrap_or_else(|| panic!("no device counters:\n{out}"));
+    let count = |key: &str| -> u64 { value(stats, key).parse().unwrap_or(u64::MAX) };
+    assert!(count("rx_frames=") > 20 * 256, "{stats}");
+    assert!(count("tx_frames=") > 256, "{stats}");
+    for key in [
+        "rx_dropped=",
+        "rx_bad_buffers=",
+        "tx_malformed=",
+        "tx_errors=",
+    ] {
+        assert_eq!(count(key), 0, "{stats}");
+    }
+    println!(
+        "nested: {} ({stats})",
+        out.lines()
+            .find(|l| l.contains("MINIVMM-GUEST: net download="))
+            .unwrap_or("no throughput line")
+    );
+}
+
 fn check_user_space(run: &L2Run, cpus: u32, mem_mib: u64) {
     assert_eq!(
         run.rc,
@@ -111,6 +165,7 @@ mkdir -p /mnt && mount -o loop,ro /tmp/disk.ext4 /mnt && echo "L1: ext4 sha256=$
 echo "L1: raw sha256=$(dd if=/tmp/raw.img bs=1M count=4 2>/dev/null | sha256sum | cut -d' ' -f1)"
 echo "L1: ro after $(sha256sum /tmp/ro.img | cut -d' ' -f1)"
 run_l2 disk-verify --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M $DISKS --cmdline minivmm.action=disk-verify
+run_l2_net net mvm0 --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M --net tap=mvm0,create=on --cmdline minivmm.action=net --log-level info
 "#,
     )
     .unwrap();
@@ -221,6 +276,8 @@ run_l2 disk-verify --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M $
         value(&verify.output, "MINIVMM-GUEST: verify raw sha256="),
         guest_raw
     );
+
+    check_network(&log);
 
     println!(
         "nested: time to user space (boot timer, ms since minivmm start): elf-2cpu {:.0}, bzimage-gzip {:.0}",

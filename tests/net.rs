@@ -77,7 +77,7 @@ fn test_guest_frames_cross_the_tap_byte_exact_both_ways() {
         }
     });
     let mut console = String::new();
-    let mut wait_for = |marker: &str, console: &mut String| {
+    let wait_for = |marker: &str, console: &mut String| {
         let deadline = Instant::now() + Duration::from_secs(30);
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match lines.recv_timeout(left) {

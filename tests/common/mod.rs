@@ -211,9 +211,20 @@ pub fn kernel_memory_total_kib(console: &str) -> Option<u64> {
 /// Runs minivmm until its console prints the line holding `marker`, then stops it with SIGTERM (the
 /// guest's own ending differs between hosts). Returns the run; `status` is minivmm's.
 pub fn run_until_marker(args: &[&str], marker: &str, deadline: Duration) -> Run {
+    run_command_until_marker(Command::new(MINIVMM), args, marker, deadline)
+}
+
+/// As [`run_until_marker`], with `command` (e.g. `ip netns exec NS minivmm`) standing
+/// for minivmm; it must exec minivmm so that SIGTERM reaches it.
+pub fn run_command_until_marker(
+    mut command: Command,
+    args: &[&str],
+    marker: &str,
+    deadline: Duration,
+) -> Run {
     use std::io::Read;
     let start = Instant::now();
-    let mut child = Command::new(MINIVMM)
+    let mut child = command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -46,3 +46,50 @@ run_l2_shell() {
     cat /tmp/console /tmp/minivmm.err
     echo "=== END $name rc=$rc"
 }
+
+# run_l2_net NAME TAP ARGS...
+#                        as run_l2, for a guest with --net tap=TAP,create=on in
+#                        ARGS: once minivmm has created TAP, L1 gives it
+#                        10.0.2.1/24 and serves DHCP (udhcpd, lease 10.0.2.15),
+#                        HTTP (httpd: small.bin, big.bin of NET_BIG_MIB MiB,
+#                        big.size) and an upload port (nc, port 1234), then prints
+#                        the checksums of what it served and received.
+run_l2_net() {
+    name=$1; tap=$2; shift 2
+    sha() { sha256sum "$@" | cut -d' ' -f1; }
+    mkdir -p /www
+    dd if=/dev/urandom of=/www/small.bin bs=1024 count=300 2>/dev/null
+    dd if=/dev/urandom of=/www/big.bin bs=1M count="${NET_BIG_MIB:-32}" 2>/dev/null
+    stat -c %s /www/big.bin > /www/big.size
+    cat > /tmp/udhcpd.conf <<EOF
+start 10.0.2.15
+end 10.0.2.15
+interface $tap
+lease_file /tmp/udhcpd.leases
+option subnet 255.255.255.0
+option router 10.0.2.1
+EOF
+    : > /tmp/udhcpd.leases
+    rm -f /tmp/upload.bin
+    echo "=== BEGIN $name"
+    timeout "${MINIVMM_L2_TIMEOUT:-180}" minivmm --boot-timeline "$@" < /dev/null > /tmp/l2.out 2>&1 &
+    pid=$!
+    i=0
+    while [ ! -e "/sys/class/net/$tap" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+    ip addr add 10.0.2.1/24 dev "$tap"
+    udhcpd -f /tmp/udhcpd.conf > /tmp/udhcpd.log 2>&1 &
+    dhcpd=$!
+    httpd -f -p 10.0.2.1:80 -h /www &
+    httpd=$!
+    nc -l -p 1234 > /tmp/upload.bin &
+    ncd=$!
+    wait $pid
+    rc=$?
+    kill $dhcpd $httpd $ncd 2>/dev/null
+    cat /tmp/l2.out
+    echo "L1: small sha256=$(sha /www/small.bin)"
+    echo "L1: big sha256=$(sha /www/big.bin) bytes=$(cat /www/big.size)"
+    echo "L1: upload sha256=$(sha /tmp/upload.bin)"
+    if [ -e "/sys/class/net/$tap" ]; then echo "L1: $tap still exists"; else echo "L1: $tap removed"; fi
+    echo "=== END $name rc=$rc"
+}

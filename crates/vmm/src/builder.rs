@@ -157,7 +157,7 @@ fn virtio_device_models(config: &VmConfig) -> Result<Vec<Box<dyn VirtioDevice>>,
     for net in &config.nets {
         let tap = Tap::open(&net.tap, net.create)?;
         let mac = net.mac.unwrap_or_else(|| default_mac(&net.tap));
-        models.push(Box::new(Net::new(Box::new(tap), mac)));
+        models.push(Box::new(Net::new(&net.tap, Box::new(tap), mac)));
     }
     Ok(models)
 }

@@ -89,6 +89,7 @@ struct Active {
 
 /// A virtio-net device.
 pub struct Net {
+    name: String,
     backend: Box<dyn NetBackend>,
     config: [u8; 8],
     counters: Arc<NetCounters>,
@@ -101,13 +102,15 @@ pub struct Net {
 }
 
 impl Net {
-    /// A device with address `mac` whose frames go to and come from `backend`.
-    pub fn new(backend: Box<dyn NetBackend>, mac: [u8; 6]) -> Self {
+    /// A device with address `mac` whose frames go to and come from `backend`;
+    /// `name` (the tap's) labels its log lines.
+    pub fn new(name: &str, backend: Box<dyn NetBackend>, mac: [u8; 6]) -> Self {
         // virtio_net_config: mac[6], status (u16).
         let mut config = [0u8; 8];
         config[..6].copy_from_slice(&mac);
         config[6..].copy_from_slice(&(VIRTIO_NET_S_LINK_UP as u16).to_le_bytes());
         Self {
+            name: name.to_string(),
             backend,
             config,
             counters: Arc::new(NetCounters::default()),
@@ -228,6 +231,31 @@ impl Net {
                 self.backend_error("writing to the host interface", e);
             }
         }
+    }
+}
+
+impl std::fmt::Display for NetCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        write!(
+            f,
+            "rx_frames={} rx_bytes={} rx_dropped={} rx_bad_buffers={} tx_frames={} tx_bytes={} \
+             tx_malformed={} tx_errors={}",
+            v(&self.rx_frames),
+            v(&self.rx_bytes),
+            v(&self.rx_dropped),
+            v(&self.rx_bad_buffers),
+            v(&self.tx_frames),
+            v(&self.tx_bytes),
+            v(&self.tx_malformed),
+            v(&self.tx_errors)
+        )
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        log::info!("virtio-net {}: {}", self.name, self.counters);
     }
 }
 

@@ -93,7 +93,7 @@ fn guest(mergeable: bool) -> Guest {
     let (host, device_end) = UnixDatagram::pair().unwrap();
     device_end.set_nonblocking(true).unwrap();
     host.set_nonblocking(true).unwrap();
-    let mut net = Net::new(Box::new(device_end), MAC);
+    let mut net = Net::new("test", Box::new(device_end), MAC);
     let irq = EventFd::new(EFD_NONBLOCK).unwrap();
     let rx = rx_ring(&mem).queue();
     let tx = tx_ring(&mem).queue();
@@ -369,7 +369,7 @@ fn a_burst_larger_than_the_ring_arrives_whole_and_in_order() {
 fn nothing_happens_before_activation_or_after_reset() {
     let (host, device_end) = UnixDatagram::pair().unwrap();
     device_end.set_nonblocking(true).unwrap();
-    let mut net = Net::new(Box::new(device_end), MAC);
+    let mut net = Net::new("test", Box::new(device_end), MAC);
     host.send(&frame(0, 60)).unwrap();
     net.process_backend(0);
     net.process_queue(RX_QUEUE);
