@@ -5,7 +5,8 @@
 //! - `--linux`: time to `Run /init` of the resources/ Linux guest on this host's KVM
 //!   (slow where KVM emulates guest code: minutes).
 //! - `--nested`: time to user space (boot-timer write) of a 2-vCPU Linux guest inside the
-//!   nested harness, from minivmm's boot timeline.
+//!   nested harness, from minivmm's boot timeline; virtio-blk (dd) and virtio-net
+//!   (wget/nc) throughput from guest user space, beside QEMU's when packed.
 //!
 //! Options: `--runs N` (default 20).
 
@@ -208,6 +209,34 @@ fn nested() {
         }
         summary(&format!("{vmm} write"), "MiB/s", w);
         summary(&format!("{vmm} read"), "MiB/s", r);
+    }
+    println!(
+        "== virtio-net from guest user space: wget 32 MiB from L1, nc 8 MiB to L1, over a tap, \
+         L1 clock"
+    );
+    let sections = |prefix: &str| -> String {
+        text.split("=== BEGIN ")
+            .filter(|s| s.starts_with(prefix))
+            .collect()
+    };
+    let net_rates = |sec: &str, key: &str| -> Vec<f64> {
+        sec.lines()
+            .filter(|l| l.contains("MINIVMM-GUEST: net download="))
+            .filter_map(|l| l.split(key).nth(1)?.split_whitespace().next()?.parse().ok())
+            .collect()
+    };
+    for (vmm, prefix) in [
+        ("minivmm", "net-bench-"),
+        ("QEMU microvm", "qemu-net-bench-"),
+    ] {
+        let sec = sections(prefix);
+        let (down, up) = (net_rates(&sec, "download="), net_rates(&sec, "upload="));
+        if down.is_empty() || up.is_empty() {
+            println!("{vmm}: no result");
+            continue;
+        }
+        summary(&format!("{vmm} download"), "MiB/s", down);
+        summary(&format!("{vmm} upload"), "MiB/s", up);
     }
 }
 

@@ -49,12 +49,20 @@ run_l2_shell() {
 
 # run_l2_net NAME TAP ARGS...
 #                        as run_l2, for a guest with --net tap=TAP,create=on in
-#                        ARGS: once minivmm has created TAP, L1 gives it
-#                        10.0.2.1/24 and serves DHCP (udhcpd, lease 10.0.2.15),
-#                        HTTP (httpd: small.bin, big.bin of NET_BIG_MIB MiB,
-#                        big.size) and an upload port (nc, port 1234), then prints
-#                        the checksums of what it served and received.
+#                        ARGS, with L1 serving it on TAP (see run_net).
+# run_net NAME TAP COMMAND...
+#                        runs COMMAND (a VMM that creates TAP) in the background;
+#                        once TAP exists, L1 brings it up, gives it 10.0.2.1/24 and
+#                        serves DHCP (udhcpd, lease 10.0.2.15), HTTP (httpd:
+#                        small.bin, big.bin of NET_BIG_MIB MiB, big.size) and an
+#                        upload port (nc, port 1234); at the end it prints the
+#                        checksums of what it served and received.
 run_l2_net() {
+    name=$1; tap=$2; shift 2
+    run_net "$name" "$tap" minivmm --boot-timeline "$@"
+}
+
+run_net() {
     name=$1; tap=$2; shift 2
     sha() { sha256sum "$@" | cut -d' ' -f1; }
     mkdir -p /www
@@ -72,19 +80,26 @@ EOF
     : > /tmp/udhcpd.leases
     rm -f /tmp/upload.bin
     echo "=== BEGIN $name"
-    timeout "${MINIVMM_L2_TIMEOUT:-180}" minivmm --boot-timeline "$@" < /dev/null > /tmp/l2.out 2>&1 &
+    timeout "${MINIVMM_L2_TIMEOUT:-180}" "$@" < /dev/null > /tmp/l2.out 2>&1 &
     pid=$!
     i=0
-    while [ ! -e "/sys/class/net/$tap" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+    while [ ! -e "/sys/class/net/$tap" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done
+    ip link set "$tap" up
     ip addr add 10.0.2.1/24 dev "$tap"
     udhcpd -f /tmp/udhcpd.conf > /tmp/udhcpd.log 2>&1 &
     dhcpd=$!
     httpd -f -p 10.0.2.1:80 -h /www &
     httpd=$!
-    nc -l -p 1234 > /tmp/upload.bin &
+    # nc half-closes the connection when its stdin ends, which makes busybox's nc
+    # client quit before it has sent everything: keep its stdin open (a FIFO).
+    rm -f /tmp/ncin
+    mkfifo /tmp/ncin
+    nc -l -p 1234 < /tmp/ncin > /tmp/upload.bin &
     ncd=$!
+    exec 4> /tmp/ncin
     wait $pid
     rc=$?
+    exec 4>&-
     kill $dhcpd $httpd $ncd 2>/dev/null
     cat /tmp/l2.out
     echo "L1: small sha256=$(sha /www/small.bin)"

@@ -161,14 +161,14 @@ impl Tap {
         let sock = unsafe { OwnedFd::from_raw_fd(fd) };
         let mut req = ifreq_for(&self.name);
         // SAFETY: SIOCGIFFLAGS fills the ifreq, which lives for the call.
-        if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        if unsafe { ioctl_with_mut_ref(&sock, libc::SIOCGIFFLAGS, &mut req) } < 0 {
             return Err(err(io::Error::last_os_error()));
         }
         // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
         let flags = unsafe { req.ifr_ifru.ifru_flags };
         req.ifr_ifru.ifru_flags = flags | libc::IFF_UP as i16;
         // SAFETY: SIOCSIFFLAGS reads the ifreq, which lives for the call.
-        if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        if unsafe { ioctl_with_ref(&sock, libc::SIOCSIFFLAGS, &req) } < 0 {
             return Err(err(io::Error::last_os_error()));
         }
         Ok(())
