@@ -4,11 +4,12 @@
 //! - guest to host: the guest sends N frames as fast as its driver can (one
 //!   notification per frame); a raw socket on the tap counts them. Rate = frames
 //!   received between the first and the last arrival.
-//! - host to guest: a raw socket sends N frames as fast as it can; the guest counts
-//!   them until an end frame arrives. Rate = frames the guest got over the time from
-//!   the first send to the guest's report. A tap drops what it cannot queue (its queue
-//!   holds 500 frames and the sender does not wait), so the frames lost there are shown;
-//!   minivmm's own counters (rx_dropped) must stay 0.
+//! - host to guest: a raw socket sends N frames; the guest counts them until an end
+//!   frame arrives and acknowledges every 64 frames, and the host keeps at most 256
+//!   unacknowledged (a tap drops what does not fit its 500-frame queue: the sender
+//!   gets no back-pressure from it). Rate = frames the guest got over the time from
+//!   the first send to the guest's report. minivmm's own counters (rx_dropped) must
+//!   stay 0, and nothing should be lost with the window.
 //!
 //! Frame sizes: 64 and 1500 bytes (Ethernet header included).
 
@@ -24,6 +25,9 @@ use std::time::{Duration, Instant};
 
 const ETHERTYPE_TEST: u16 = 0x88b5;
 const ETHERTYPE_END: u16 = 0x88b6;
+const ETHERTYPE_ACK: u16 = 0x88b7;
+/// Frames in flight towards the guest, well inside the tap's 500-frame queue.
+const WINDOW: u64 = 256;
 const TAP: &str = "mvb-net0";
 
 struct Guest {
@@ -125,6 +129,8 @@ fn guest_to_host(size: usize, count: u64, sock: &RawSocket) {
 }
 
 fn host_to_guest(size: usize, count: u64, sock: &RawSocket) {
+    // A fresh socket per run: acknowledgements of an earlier run must not count.
+    let acks = RawSocket::open(TAP, ETHERTYPE_ACK).expect("raw socket");
     let g = Guest::start("guest.test=net-rx-bench");
     if g.wait_for("net: rx ready", Duration::from_secs(20))
         .is_none()
@@ -140,9 +146,27 @@ fn host_to_guest(size: usize, count: u64, sock: &RawSocket) {
         f
     };
     let (data, end) = (frame(ETHERTYPE_TEST), frame(ETHERTYPE_END));
+    let mut ack = vec![0u8; 2048];
     let start = Instant::now();
-    for _ in 0..count {
-        let _ = sock.send(&data);
+    let (mut sent, mut acked) = (0u64, 0u64);
+    while sent < count {
+        while sent < count && sent.saturating_sub(acked) < WINDOW {
+            let _ = sock.send(&data);
+            sent += 1;
+        }
+        if sent == count {
+            break;
+        }
+        match acks.recv(&mut ack, Duration::from_secs(2)) {
+            Some(n) if n >= 24 => {
+                let got = u64::from_be_bytes(ack[16..24].try_into().unwrap());
+                acked = acked.max(got);
+            }
+            _ => {
+                println!("host to guest {size} B: no acknowledgement after {acked} frames");
+                break;
+            }
+        }
     }
     // The end frame may be dropped like any other: repeat it until the guest answers.
     let mut done = None;

@@ -6,8 +6,11 @@
 //! posted, says "rx ready", waits until the host's burst of [`RX_COUNT`] frames has
 //! filled the ring (back-pressure: the rest must wait in minivmm and the tap), and
 //! takes frames one by one, checking length, content and order.
-//! `net-tx-bench`: sends `net.count=` frames of `net.size=` bytes as fast as it can.
-//! `net-rx-bench`: counts 0x88b5 frames until one with EtherType 0x88b6 arrives.
+//! `net-tx-bench`: sends `net.count=` frames of `net.size=` bytes as fast as it can
+//! (the frames are written once; each send only hands a buffer to the device).
+//! `net-rx-bench`: counts 0x88b5 frames until one with EtherType 0x88b6 arrives, and
+//! acknowledges every [`ACK_EVERY`] frames with a 0x88b7 frame holding the count, so
+//! the host can keep its window inside the tap's queue.
 
 use crate::hw::Serial;
 use crate::virtio_net::NetDevice;
@@ -15,6 +18,9 @@ use core::fmt::Write;
 
 const ETHERTYPE_TEST: u16 = 0x88b5;
 const ETHERTYPE_END: u16 = 0x88b6;
+const ETHERTYPE_ACK: u16 = 0x88b7;
+/// Frames between acknowledgements in `net-rx-bench`.
+pub const ACK_EVERY: u64 = 64;
 /// Frames the guest sends in `net`.
 pub const TX_COUNT: u16 = 32;
 /// Frames the host sends in `net`: four rings' worth.
@@ -160,13 +166,18 @@ pub fn tx_bench(out: &mut Serial, cmdline: &[u8]) {
         return;
     };
     let mut buf = [0u8; 1514];
+    let len = frame(&mut buf, &dev.mac, ETHERTYPE_TEST, 0, size);
+    let mut lens = [0usize; crate::virtio::QSIZE];
+    for (slot, l) in lens.iter_mut().enumerate() {
+        *l = dev.fill_tx(slot, &buf[..len]);
+    }
     let _ = writeln!(out, "net-bench: tx start size={size} count={count}");
     let mut sent = 0u64;
-    for i in 0..count {
-        let len = frame(&mut buf, &dev.mac, ETHERTYPE_TEST, i as u16, size);
-        if !dev.send(&buf[..len]) {
+    while sent < count {
+        let Some(slot) = dev.next_tx_slot() else {
             break;
-        }
+        };
+        dev.submit_tx(slot, lens[slot]);
         sent += 1;
     }
     dev.flush();
@@ -178,6 +189,7 @@ pub fn rx_bench(out: &mut Serial) {
     let Some(mut dev) = open(out) else {
         return;
     };
+    let mut ack = [0u8; 60];
     let _ = writeln!(out, "net: rx ready");
     let (mut frames, mut bytes) = (0u64, 0u64);
     loop {
@@ -193,6 +205,11 @@ pub fn rx_bench(out: &mut Serial) {
         dev.recycle(slot);
         if t == ETHERTYPE_END {
             break;
+        }
+        if t == ETHERTYPE_TEST && frames % ACK_EVERY == 0 {
+            let len = frame(&mut ack, &dev.mac, ETHERTYPE_ACK, 0, 60);
+            ack[16..24].copy_from_slice(&frames.to_be_bytes());
+            dev.send(&ack[..len]);
         }
     }
     let _ = writeln!(out, "net-bench: rx frames={frames} bytes={bytes}");

@@ -98,28 +98,48 @@ impl NetDevice {
         }
     }
 
-    /// Queues `frame` (without header) and notifies the device; waits for a free slot
-    /// first. False if the device returned nothing for a long time.
-    pub fn send(&mut self, frame: &[u8]) -> bool {
+    /// Waits for a free TX slot and returns it (slots are used in turn); None if the
+    /// device returned nothing for a long time.
+    pub fn next_tx_slot(&mut self) -> Option<usize> {
         let mut spins = 0u32;
         while self.tx_sent - self.tx_done >= QSIZE as u32 {
             self.reap_tx();
             spins += 1;
             if spins > 100_000_000 {
-                return false;
+                return None;
             }
         }
-        let slot = self.tx_sent as usize % QSIZE;
+        Some(self.tx_sent as usize % QSIZE)
+    }
+
+    /// Writes a zero header and `frame` into TX buffer `slot`; returns the length.
+    pub fn fill_tx(&mut self, slot: usize, frame: &[u8]) -> usize {
         let len = (HDR + frame.len()).min(BUF);
-        // SAFETY: the TX buffer of a free slot; nobody else writes it.
+        // SAFETY: the TX buffer of a slot the device does not hold.
         let buf = unsafe { core::slice::from_raw_parts_mut(tx_buf(slot), BUF) };
         buf[..HDR].fill(0);
         buf[HDR..len].copy_from_slice(&frame[..len - HDR]);
+        len
+    }
+
+    /// Hands TX buffer `slot` (`len` bytes, header included) to the device and
+    /// notifies it.
+    pub fn submit_tx(&mut self, slot: usize, len: usize) {
         let tx = tx_rings();
-        tx.set_desc(slot, buf.as_ptr() as u64, len as u32, 0, 0);
+        tx.set_desc(slot, tx_buf(slot) as u64, len as u32, 0, 0);
         tx.publish(slot as u16);
         self.tx_sent += 1;
         virtio::notify(self.base, 1);
+    }
+
+    /// Queues `frame` (without header) and notifies the device; waits for a free slot
+    /// first. False if the device returned nothing for a long time.
+    pub fn send(&mut self, frame: &[u8]) -> bool {
+        let Some(slot) = self.next_tx_slot() else {
+            return false;
+        };
+        let len = self.fill_tx(slot, frame);
+        self.submit_tx(slot, len);
         true
     }
 
