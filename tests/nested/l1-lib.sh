@@ -10,11 +10,43 @@
 # run_l2_shell NAME INPUT ARGS...
 #                        as run_l2, but waits for the guest's "shell ready" line,
 #                        then types each line of INPUT into its console.
+# bounded_start OUT CMD...  starts CMD (stdin /dev/null, output to OUT) in the
+#                        background, with a watchdog: after MINIVMM_L2_TIMEOUT
+#                        seconds (default 180) SIGTERM, and if CMD still runs 15 s
+#                        later, its threads' states into OUT and SIGKILL.
+# bounded_wait           waits for it; returns its status.
+bounded_start() {
+    bounded_out=$1; shift
+    "$@" < /dev/null > "$bounded_out" 2>&1 &
+    bounded_pid=$!
+    (
+        sleep "${MINIVMM_L2_TIMEOUT:-180}"
+        kill -TERM "$bounded_pid" 2>/dev/null || exit 0
+        echo "L1: timed out after ${MINIVMM_L2_TIMEOUT:-180} s; SIGTERM sent" >> "$bounded_out"
+        sleep 15
+        kill -0 "$bounded_pid" 2>/dev/null || exit 0
+        echo "L1: still running 15 s after SIGTERM; its threads:" >> "$bounded_out"
+        for t in /proc/"$bounded_pid"/task/*; do
+            echo "L1:   $(cat "$t/comm") state=$(cut -d' ' -f3 "$t/stat") wchan=$(cat "$t/wchan")" >> "$bounded_out"
+        done
+        kill -KILL "$bounded_pid"
+    ) &
+    bounded_dog=$!
+}
+
+bounded_wait() {
+    wait "$bounded_pid"
+    bounded_rc=$?
+    kill "$bounded_dog" 2>/dev/null
+    return $bounded_rc
+}
+
 run_l2() {
     name=$1; shift
     for attempt in 1 2; do
         echo "=== BEGIN $name"
-        timeout "${MINIVMM_L2_TIMEOUT:-180}" minivmm --boot-timeline "$@" < /dev/null > /tmp/l2.out 2>&1
+        bounded_start /tmp/l2.out minivmm --boot-timeline "$@"
+        bounded_wait
         rc=$?
         cat /tmp/l2.out
         echo "=== END $name rc=$rc"
@@ -80,8 +112,7 @@ EOF
     : > /tmp/udhcpd.leases
     rm -f /tmp/upload.bin
     echo "=== BEGIN $name"
-    timeout "${MINIVMM_L2_TIMEOUT:-180}" "$@" < /dev/null > /tmp/l2.out 2>&1 &
-    pid=$!
+    bounded_start /tmp/l2.out "$@"
     i=0
     while [ ! -e "/sys/class/net/$tap" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done
     ip link set "$tap" up
@@ -91,15 +122,12 @@ EOF
     httpd -f -p 10.0.2.1:80 -h /www &
     httpd=$!
     # nc half-closes the connection when its stdin ends, which makes busybox's nc
-    # client quit before it has sent everything: keep its stdin open (a FIFO).
-    rm -f /tmp/ncin
-    mkfifo /tmp/ncin
-    nc -l -p 1234 < /tmp/ncin > /tmp/upload.bin &
+    # client quit before it has sent everything: give it a stdin that stays open.
+    sleep 100000 | nc -l -p 1234 > /tmp/upload.bin &
     ncd=$!
-    exec 4> /tmp/ncin
-    wait $pid
+    echo "L1: serving on $tap"
+    bounded_wait
     rc=$?
-    exec 4>&-
     kill $dhcpd $httpd $ncd 2>/dev/null
     cat /tmp/l2.out
     echo "L1: small sha256=$(sha /www/small.bin)"
