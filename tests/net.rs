@@ -38,6 +38,18 @@ fn rx_frame(seq: u16) -> Vec<u8> {
     f
 }
 
+/// A minivmm child that is killed if the test fails before it ends.
+struct Vmm(std::process::Child);
+
+impl Drop for Vmm {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// A tap for this test, or None (with the reason printed) where the host cannot.
 fn tap(test: &str, name: &str) -> Option<TestTap> {
     if !kvm_available(test) {
@@ -61,14 +73,15 @@ fn test_guest_frames_cross_the_tap_byte_exact_both_ways() {
     };
     let sock = RawSocket::open(&tap.name, ETHERTYPE_TEST).expect("raw socket on the tap");
     let net = format!("tap={},mac=02:00:00:00:00:42", tap.name);
-    let mut child = Command::new(MINIVMM)
+    let mut vmm = Vmm(Command::new(MINIVMM)
         .args(["--kernel", test_guest().to_str().unwrap()])
         .args(["--cmdline", "guest.test=net", "--net", &net])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start minivmm");
+        .expect("start minivmm"));
+    let child = &mut vmm.0;
     let (lines_tx, lines) = mpsc::channel();
     let stdout = child.stdout.take().unwrap();
     std::thread::spawn(move || {
@@ -142,22 +155,26 @@ fn a_tap_minivmm_creates_is_gone_after_it_exits() {
     let name = "mvt-create0";
     let _ = common::net::ip(None, &["link", "del", name]);
     let spec = format!("tap={name},create=on");
-    let mut child = Command::new(MINIVMM)
+    let mut vmm = Vmm(Command::new(MINIVMM)
         .args(["--kernel", test_guest().to_str().unwrap()])
         .args(["--cmdline", "guest.test=hang", "--net", &spec])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start minivmm");
+        .expect("start minivmm"));
+    let child = &mut vmm.0;
     let sys = std::path::Path::new("/sys/class/net").join(name);
     let deadline = Instant::now() + Duration::from_secs(20);
     while !sys.exists() && Instant::now() < deadline && child.try_wait().unwrap().is_none() {
         std::thread::sleep(Duration::from_millis(20));
     }
     if !sys.exists() {
-        let out = child.wait_with_output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
+        let _ = child.wait();
+        let mut err = String::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut pipe, &mut err);
+        }
         if err.contains("Operation not permitted") {
             eprintln!("SKIPPED tap create=on: no CAP_NET_ADMIN here ({err})");
             return;
