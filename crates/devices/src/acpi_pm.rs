@@ -1,8 +1,10 @@
-//! ACPI fixed hardware: the PM1a event block (status, enable), the PM1a control block
-//! (SLP_EN with sleep type S5 powers off), and the reset register, as a little-endian
-//! register file that takes byte and word accesses.
+//! ACPI fixed hardware: the PM1a event block (status, enable) with the fixed-feature
+//! power button, the PM1a control block (SLP_EN with sleep type S5 powers off), and the
+//! reset register, as a little-endian register file that takes byte and word accesses.
 
 use crate::bus::BusDevice;
+use crate::trigger::EventFdTrigger;
+use vm_superio::Trigger;
 use vmm_sys_util::eventfd::EventFd;
 
 const PM1_STS: usize = 0;
@@ -15,9 +17,12 @@ const SCI_EN: u16 = 1 << 0;
 const SLP_TYP_SHIFT: u16 = 10;
 const SLP_TYP_MASK: u16 = 0x7;
 const SLP_EN: u16 = 1 << 13;
+/// PM1 status and enable: the fixed-feature power button.
+const PWRBTN: u16 = 1 << 8;
 
 /// The ACPI power-management device.
 pub struct AcpiPmDevice {
+    sci: Option<EventFdTrigger>,
     poweroff_evt: EventFd,
     reset_evt: EventFd,
     s5_sleep_type: u8,
@@ -38,12 +43,36 @@ impl AcpiPmDevice {
         let mut regs = [0u8; SIZE];
         regs[PM1_CNT] = SCI_EN as u8;
         Self {
+            sci: None,
             poweroff_evt,
             reset_evt,
             s5_sleep_type,
             reset_value,
             regs,
         }
+    }
+
+    /// Raises the SCI through `sci` when an enabled event occurs.
+    pub fn with_sci(mut self, sci: EventFdTrigger) -> Self {
+        self.sci = Some(sci);
+        self
+    }
+
+    /// Presses the power button: sets PWRBTN_STS and raises the SCI if the guest
+    /// enabled the event. Returns whether it was enabled (a guest that never enabled
+    /// it will not act on the press).
+    pub fn press_power_button(&mut self) -> bool {
+        let status = self.word(PM1_STS) | PWRBTN;
+        self.regs[PM1_STS..PM1_STS + 2].copy_from_slice(&status.to_le_bytes());
+        let enabled = self.word(PM1_EN) & PWRBTN != 0;
+        if enabled {
+            if let Some(sci) = &self.sci {
+                if let Err(e) = sci.trigger() {
+                    log::error!("acpi: cannot raise the SCI: {e}");
+                }
+            }
+        }
+        enabled
     }
 
     fn word(&self, at: usize) -> u16 {
@@ -177,6 +206,24 @@ mod tests {
         dev.write(PM1_EN as u64, &[0x20, 0x01]);
         dev.read(PM1_EN as u64, &mut b);
         assert_eq!(b, [0x20, 0x01]);
+    }
+
+    #[test]
+    fn power_button_sets_status_and_raises_the_sci_once_enabled() {
+        let (dev, _off, _reset) = device();
+        let sci = EventFd::new(EFD_NONBLOCK).unwrap();
+        let mut dev = dev.with_sci(EventFdTrigger::new(sci.try_clone().unwrap()));
+        assert!(!dev.press_power_button(), "not enabled yet");
+        assert!(sci.read().is_err());
+        let mut b = [0u8; 2];
+        dev.read(PM1_STS as u64, &mut b);
+        assert_eq!(u16::from_le_bytes(b), PWRBTN);
+        dev.write(PM1_STS as u64, &PWRBTN.to_le_bytes());
+        dev.write(PM1_EN as u64, &PWRBTN.to_le_bytes());
+        assert!(dev.press_power_button());
+        assert_eq!(sci.read().unwrap(), 1);
+        dev.read(PM1_STS as u64, &mut b);
+        assert_eq!(u16::from_le_bytes(b), PWRBTN);
     }
 
     #[test]

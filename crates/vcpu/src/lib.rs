@@ -3,14 +3,15 @@
 
 mod exit;
 mod kick;
+mod state;
 
 pub use exit::{InternalErrorInfo, VcpuExitReason};
 pub use kick::{install_kick_handler, kick_signal};
+pub use state::RunState;
 
 use devices::Bus;
 use kvm_bindings::{KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
 use kvm_ioctls::{VcpuExit, VcpuFd};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use vm_memory::GuestMemoryMmap;
 
@@ -23,8 +24,8 @@ pub struct VcpuContext {
     pub mmio_bus: Bus,
     /// Guest memory, to read the faulting instruction on an emulation failure.
     pub memory: GuestMemoryMmap,
-    /// Set by the VMM to make every vCPU leave its loop.
-    pub stop: Arc<AtomicBool>,
+    /// Set by the VMM to park every vCPU or make it leave its loop.
+    pub state: Arc<RunState>,
 }
 
 /// One vCPU and its run loop.
@@ -45,13 +46,15 @@ impl Vcpu {
         self.id
     }
 
-    /// Runs the guest until it stops, fails, or the VMM sets the stop flag (and kicks
-    /// this thread with [`kick_signal`]). `on_first_run` is called just before the
-    /// first KVM_RUN.
+    /// Runs the guest until it stops, fails, or the VMM requests a stop (and kicks
+    /// this thread with [`kick_signal`]); while the VMM requests a pause, the thread
+    /// parks between KVM_RUN calls. `on_first_run` is called just before the first
+    /// KVM_RUN.
     pub fn run(&mut self, on_first_run: impl FnOnce()) -> VcpuExitReason {
         let mut first = Some(on_first_run);
         loop {
-            if self.ctx.stop.load(Ordering::Acquire) {
+            self.ctx.state.park_while_paused();
+            if self.ctx.state.stop_requested() {
                 return VcpuExitReason::Stopped;
             }
             if let Some(f) = first.take() {

@@ -18,9 +18,8 @@ use kvm_ioctls::{Kvm, VmFd};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-use vcpu::{Vcpu, VcpuContext};
+use vcpu::{RunState, Vcpu, VcpuContext};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
 /// A built VM: everything that must live as long as it runs.
@@ -35,8 +34,10 @@ pub struct Machine {
     pub poweroff_evt: vmm_sys_util::eventfd::EventFd,
     /// virtio devices, for the event loop.
     pub virtio: Vec<crate::virtio_devices::VirtioSlot>,
-    /// Tells vCPUs to leave their loops.
-    pub stop: Arc<AtomicBool>,
+    /// Tells vCPUs to park or leave their loops.
+    pub state: Arc<RunState>,
+    /// The ACPI power-management registers (power button).
+    pub acpi_pm: Arc<Mutex<devices::acpi_pm::AcpiPmDevice>>,
     /// Guest RAM (kept alive while the VM fd exists).
     pub memory: GuestMemoryMmap,
     /// The VM fd.
@@ -92,6 +93,7 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
         serial,
         reset_evt,
         poweroff_evt,
+        acpi_pm,
     } = legacy::attach(&vm_fd, console, timeline)?;
 
     let mut virtio = Vec::new();
@@ -109,12 +111,12 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
     let base_cpuid = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(VmmError::SupportedCpuid)?;
-    let stop = Arc::new(AtomicBool::new(false));
+    let state = Arc::new(RunState::new());
     let ctx = VcpuContext {
         io_bus,
         mmio_bus,
         memory: memory.clone(),
-        stop: stop.clone(),
+        state: state.clone(),
     };
     let mut vcpus = Vec::with_capacity(usize::from(vcpu_count));
     for id in 0..vcpu_count {
@@ -136,7 +138,8 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
         reset_evt,
         poweroff_evt,
         virtio,
-        stop,
+        state,
+        acpi_pm,
         memory,
         vm_fd,
     })

@@ -44,6 +44,17 @@ pub struct DiskConfig {
     pub id: Option<String>,
 }
 
+impl DiskConfig {
+    /// A read-write disk on `path`, without a serial.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            read_only: false,
+            id: None,
+        }
+    }
+}
+
 impl std::str::FromStr for DiskConfig {
     type Err = String;
 
@@ -86,6 +97,17 @@ pub struct NetConfig {
     pub mac: Option<[u8; 6]>,
     /// Create the tap when it does not exist (it is removed again on exit).
     pub create: bool,
+}
+
+impl NetConfig {
+    /// An interface on the existing tap `tap`, with the MAC derived from its name.
+    pub fn new(tap: &str) -> Self {
+        Self {
+            tap: tap.to_string(),
+            mac: None,
+            create: false,
+        }
+    }
 }
 
 fn parse_on_off(key: &str, value: &str) -> Result<bool, String> {

@@ -74,6 +74,12 @@ pub enum VmmError {
     /// A tap could not be used.
     #[error(transparent)]
     Tap(#[from] devices::virtio::net::tap::TapError),
+    /// The VM has ended (or its event loop is gone).
+    #[error("the VM is not running")]
+    NotRunning,
+    /// A running VM did not do what its handle asked.
+    #[error("the VM refused {0}: {1}")]
+    Refused(&'static str, String),
     /// The event manager could not be created.
     #[error("cannot create the event loop: {0:?}")]
     EventManager(event_manager::Error),

@@ -30,6 +30,16 @@ impl ExitReason {
         matches!(self, Self::GuestReset | Self::GuestPowerOff)
     }
 
+    /// The process exit status minivmm's CLI uses for this reason: 0 when the guest
+    /// asked to stop, 1 for failures; [`ExitReason::StopRequested`] gives 0 here (the
+    /// CLI reports 128 + the signal number when a signal asked).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::GuestReset | Self::GuestPowerOff | Self::StopRequested => 0,
+            Self::VcpuFailed { .. } | Self::Internal(_) => 1,
+        }
+    }
+
     pub(crate) fn from_vcpu(vcpu: u8, reason: VcpuExitReason) -> Self {
         match reason {
             VcpuExitReason::Reset => Self::GuestReset,

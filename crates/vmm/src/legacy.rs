@@ -27,6 +27,8 @@ pub struct LegacyDevices {
     pub reset_evt: EventFd,
     /// Written by the ACPI sleep control register when the guest powers off.
     pub poweroff_evt: EventFd,
+    /// The ACPI power-management registers, whose power button the VMM presses.
+    pub acpi_pm: Arc<Mutex<AcpiPmDevice>>,
 }
 
 fn eventfd() -> Result<EventFd, VmmError> {
@@ -64,14 +66,19 @@ pub fn attach(
     )?;
 
     let poweroff_evt = eventfd()?;
+    let sci = eventfd()?;
+    vm.register_irqfd(&sci, layout::ACPI_SCI_IRQ)
+        .map_err(|e| VmmError::Irqfd(layout::ACPI_SCI_IRQ, e))?;
     let acpi_pm = AcpiPmDevice::new(
         poweroff_evt.try_clone().map_err(VmmError::EventFd)?,
         reset_evt.try_clone().map_err(VmmError::EventFd)?,
         arch::acpi::S5_SLEEP_TYPE,
         layout::ACPI_RESET_VALUE,
-    );
+    )
+    .with_sci(EventFdTrigger::new(sci));
+    let acpi_pm = Arc::new(Mutex::new(acpi_pm));
     io_bus.insert(
-        Arc::new(Mutex::new(acpi_pm)),
+        acpi_pm.clone(),
         layout::ACPI_PM_PORT_BASE,
         layout::ACPI_PM_PORT_SIZE,
     )?;
@@ -96,5 +103,6 @@ pub fn attach(
         serial,
         reset_evt,
         poweroff_evt,
+        acpi_pm,
     })
 }

@@ -5,17 +5,17 @@
 use crate::builder::Machine;
 use crate::config::ConsoleInput;
 use crate::console::{RawModeGuard, StdinInput};
+use crate::control::{ControlReceiver, Request};
 use crate::error::VmmError;
 use crate::exit::{ExitReason, VmExit};
 use crate::timeline::{BootEvent, Timeline};
 use crate::virtio_devices::{QueueHandler, VirtioSlot};
 use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use vcpu::VcpuExitReason;
+use vcpu::{RunState, VcpuExitReason};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use vmm_sys_util::signal::Killable;
@@ -24,6 +24,8 @@ use vmm_sys_util::signal::Killable;
 const TICK_MS: i32 = 50;
 /// How long stopping may take before a vCPU thread is abandoned.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long pausing may take before it is reported as failed.
+const PAUSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
 
@@ -66,6 +68,7 @@ pub(crate) struct Running {
     virtio: Vec<VirtioSlot>,
     reasons: Receiver<(u8, VcpuExitReason)>,
     watcher: Arc<Mutex<ExitWatcher>>,
+    control: Arc<Mutex<ControlReceiver>>,
     console_input: ConsoleInput,
     timeline: Timeline,
 }
@@ -73,7 +76,8 @@ pub(crate) struct Running {
 /// The parts of a machine that outlive the vCPU threads.
 struct MachineParts {
     serial: Arc<Mutex<devices::serial::SerialDevice>>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
+    state: Arc<RunState>,
+    acpi_pm: Arc<Mutex<devices::acpi_pm::AcpiPmDevice>>,
     _memory: vm_memory::GuestMemoryMmap,
     _vm_fd: kvm_ioctls::VmFd,
 }
@@ -82,13 +86,14 @@ struct MachineParts {
 pub(crate) fn launch(
     machine: Machine,
     stop_evt: EventFd,
+    control: ControlReceiver,
     console_input: ConsoleInput,
     timeline: Timeline,
 ) -> Result<Running, VmmError> {
     let exit_evt = EventFd::new(EFD_NONBLOCK).map_err(VmmError::EventFd)?;
     let (tx, reasons) = channel();
     let mut vcpu_threads = Vec::new();
-    let stop = machine.stop;
+    let state = machine.state;
     for mut vcpu in machine.vcpus {
         let tx = tx.clone();
         let evt = exit_evt.try_clone().map_err(VmmError::EventFd)?;
@@ -110,7 +115,7 @@ pub(crate) fn launch(
         match handle {
             Ok(h) => vcpu_threads.push(h),
             Err(e) => {
-                stop_threads(&stop, vcpu_threads);
+                stop_threads(&state, vcpu_threads);
                 return Err(e);
             }
         }
@@ -127,7 +132,8 @@ pub(crate) fn launch(
     Ok(Running {
         machine_parts: MachineParts {
             serial: machine.serial,
-            stop,
+            state,
+            acpi_pm: machine.acpi_pm,
             _memory: machine.memory,
             _vm_fd: machine.vm_fd,
         },
@@ -135,20 +141,26 @@ pub(crate) fn launch(
         virtio: machine.virtio,
         reasons,
         watcher,
+        control: Arc::new(Mutex::new(control)),
         console_input,
         timeline,
     })
 }
 
-/// Sets the stop flag and kicks every vCPU thread until all have left KVM_RUN.
-fn stop_threads(stop: &std::sync::atomic::AtomicBool, threads: Vec<JoinHandle<()>>) {
-    stop.store(true, Ordering::Release);
-    let deadline = Instant::now() + STOP_TIMEOUT;
+/// Kicks every unfinished vCPU thread out of KVM_RUN.
+fn kick(threads: &[JoinHandle<()>]) {
     let signal = vcpu::kick_signal();
+    for t in threads.iter().filter(|t| !t.is_finished()) {
+        let _ = t.kill(signal);
+    }
+}
+
+/// Requests a stop and kicks every vCPU thread until all have left KVM_RUN.
+fn stop_threads(state: &RunState, threads: Vec<JoinHandle<()>>) {
+    state.request_stop();
+    let deadline = Instant::now() + STOP_TIMEOUT;
     while threads.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
-        for t in threads.iter().filter(|t| !t.is_finished()) {
-            let _ = t.kill(signal);
-        }
+        kick(&threads);
         std::thread::sleep(Duration::from_millis(1));
     }
     for t in threads {
@@ -166,7 +178,7 @@ impl Running {
         let _raw = (self.console_input == ConsoleInput::Stdin).then(RawModeGuard::new);
         let virtio = std::mem::take(&mut self.virtio);
         let cause = self.event_loop(virtio);
-        stop_threads(&self.machine_parts.stop, self.vcpu_threads);
+        stop_threads(&self.machine_parts.state, self.vcpu_threads);
         self.machine_parts
             .serial
             .lock()
@@ -190,6 +202,7 @@ impl Running {
         let mut em =
             EventManager::<Subscriber>::new().map_err(|e| format!("event manager: {e:?}"))?;
         em.add_subscriber(self.watcher.clone());
+        em.add_subscriber(self.control.clone());
         for slot in virtio {
             em.add_subscriber(Arc::new(Mutex::new(QueueHandler::new(slot))));
         }
@@ -215,6 +228,54 @@ impl Running {
             }
             if let Some(cause) = self.watcher.lock().unwrap_or_else(|p| p.into_inner()).cause {
                 return Ok(cause);
+            }
+            let requests = self
+                .control
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            for (request, reply) in requests {
+                let _ = reply.send(self.handle(request));
+            }
+        }
+    }
+
+    /// Carries out a handle's request.
+    fn handle(&self, request: Request) -> Result<(), String> {
+        let state = &self.machine_parts.state;
+        match request {
+            Request::Pause => {
+                state.set_paused(true);
+                let deadline = Instant::now() + PAUSE_TIMEOUT;
+                loop {
+                    let running = self.vcpu_threads.iter().filter(|t| !t.is_finished());
+                    if state.parked() >= running.count() {
+                        log::debug!("vCPUs parked");
+                        return Ok(());
+                    }
+                    if Instant::now() > deadline {
+                        state.set_paused(false);
+                        return Err(format!("vCPUs did not park within {PAUSE_TIMEOUT:?}"));
+                    }
+                    kick(&self.vcpu_threads);
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+            Request::Resume => {
+                state.set_paused(false);
+                Ok(())
+            }
+            Request::PowerButton => {
+                let mut pm = self
+                    .machine_parts
+                    .acpi_pm
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if pm.press_power_button() {
+                    Ok(())
+                } else {
+                    Err("the guest has not enabled the ACPI power button".into())
+                }
             }
         }
     }

@@ -8,7 +8,10 @@ const LSR_DATA_READY: u8 = 0x01;
 const LSR_THR_EMPTY: u8 = 0x20;
 const I8042_COMMAND: u16 = 0x64;
 const I8042_RESET: u8 = 0xfe;
+const ACPI_PM1A_STS: u16 = 0x600;
+const ACPI_PM1A_EN: u16 = 0x602;
 const ACPI_PM1A_CNT: u16 = 0x604;
+const PWRBTN: u16 = 1 << 8;
 const BOOT_TIMER: usize = 0xd000_0000;
 const BOOT_TIMER_MAGIC: u8 = 123;
 /// An address in the MMIO gap with no device behind it.
@@ -22,6 +25,19 @@ pub fn outb(port: u16, value: u8) {
 pub fn outw(port: u16, value: u16) {
     // SAFETY: port I/O has no memory effects in this guest.
     unsafe { asm!("out dx, ax", in("dx") port, in("ax") value, options(nomem, nostack)) };
+}
+
+pub fn inw(port: u16) -> u16 {
+    let v: u16;
+    // SAFETY: port I/O has no memory effects in this guest.
+    unsafe { asm!("in ax, dx", in("dx") port, out("ax") v, options(nomem, nostack)) };
+    v
+}
+
+/// The time-stamp counter.
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC only reads the counter.
+    unsafe { core::arch::x86_64::_rdtsc() }
 }
 
 pub fn inb(port: u16) -> u8 {
@@ -67,6 +83,20 @@ pub fn acpi_poweroff() -> ! {
     outw(ACPI_PM1A_CNT, 5 << 10);
     outw(ACPI_PM1A_CNT, (5 << 10) | (1 << 13));
     halt_forever()
+}
+
+/// Enables the ACPI fixed power button event (PM1a enable).
+pub fn enable_power_button() {
+    outw(ACPI_PM1A_EN, PWRBTN);
+}
+
+/// True (and acknowledged) if the power button was pressed.
+pub fn power_button_pressed() -> bool {
+    if inw(ACPI_PM1A_STS) & PWRBTN == 0 {
+        return false;
+    }
+    outw(ACPI_PM1A_STS, PWRBTN);
+    true
 }
 
 pub fn reset() -> ! {

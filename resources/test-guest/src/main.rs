@@ -5,7 +5,7 @@
 //! the boot timer, and resets through the i8042. Tests compare its output exactly.
 //!
 //! Tests: `hello` (default), `mptable`, `acpi`, `echo`, `blk`, `net`, `net-tx-bench`,
-//! `net-rx-bench`, `poweroff`, `triplefault`, `emulfail`, `hang`.
+//! `net-rx-bench`, `count`, `pwrbtn`, `poweroff`, `triplefault`, `emulfail`, `hang`.
 #![no_std]
 #![no_main]
 
@@ -217,6 +217,47 @@ fn blk(out: &mut Serial) {
     }
 }
 
+/// `count`: prints "tick N" about every `count.ms=` milliseconds of TSC time (assuming
+/// 1 GHz or more: the VMM only compares progress, not the rate), forever.
+fn count(out: &mut Serial, cmdline: &[u8]) {
+    let ms = param(cmdline, b"count.ms=").unwrap_or(20);
+    let step = ms.saturating_mul(1_000_000);
+    let mut next = hw::rdtsc().wrapping_add(step);
+    let mut n = 0u64;
+    loop {
+        if hw::rdtsc() >= next {
+            n += 1;
+            let _ = writeln!(out, "tick {n}");
+            next = hw::rdtsc().wrapping_add(step);
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// `pwrbtn`: enables the ACPI power button, then waits until it is pressed and
+/// powers off, as an ACPI-aware guest would; with `pwrbtn.ignore=1` it never acts on
+/// the press (a guest that hangs in shutdown).
+fn pwrbtn(out: &mut Serial, cmdline: &[u8]) -> ! {
+    hw::enable_power_button();
+    let _ = writeln!(out, "pwrbtn: armed");
+    if param(cmdline, b"pwrbtn.ignore=") == Some(1) {
+        hw::halt_forever();
+    }
+    while !hw::power_button_pressed() {
+        core::hint::spin_loop();
+    }
+    let _ = writeln!(out, "pwrbtn: pressed, powering off");
+    hw::acpi_poweroff()
+}
+
+/// The number after `key` on the command line.
+fn param(cmdline: &[u8], key: &[u8]) -> Option<u64> {
+    let word = cmdline
+        .split(|b| *b == b' ')
+        .find_map(|w| w.strip_prefix(key))?;
+    core::str::from_utf8(word).ok()?.parse().ok()
+}
+
 fn echo(out: &mut Serial) {
     let _ = writeln!(out, "echo: ready");
     let mut line = [0u8; 128];
@@ -247,6 +288,8 @@ extern "C" fn guest_main(zero_page: usize) -> ! {
         b"net" => net_test::net(&mut out),
         b"net-tx-bench" => net_test::tx_bench(&mut out, cmdline(zero_page)),
         b"net-rx-bench" => net_test::rx_bench(&mut out),
+        b"count" => count(&mut out, cmdline(zero_page)),
+        b"pwrbtn" => pwrbtn(&mut out, cmdline(zero_page)),
         b"poweroff" => {
             hw::signal_boot_timer();
             let _ = writeln!(out, "minivmm-test-guest: poweroff");

@@ -13,6 +13,7 @@
 //! the host can keep its window inside the tap's queue.
 
 use crate::hw::Serial;
+use crate::param;
 use crate::virtio_net::NetDevice;
 use core::fmt::Write;
 
@@ -149,13 +150,6 @@ pub fn net(out: &mut Serial) {
         out,
         "net: rx frames={next} bad={bad} other={other} num_buffers_not_1={merged}"
     );
-}
-
-fn param(cmdline: &[u8], key: &[u8]) -> Option<u64> {
-    let word = cmdline
-        .split(|b| *b == b' ')
-        .find_map(|w| w.strip_prefix(key))?;
-    core::str::from_utf8(word).ok()?.parse().ok()
 }
 
 /// The `net-tx-bench` test.

@@ -85,7 +85,9 @@ pub fn dsdt() -> Vec<u8> {
 }
 
 /// The FADT: fixed hardware at [`ACPI_PM_PORT_BASE`], no SMI command port (the
-/// platform is always in ACPI mode), no PM timer, no GPEs.
+/// platform is always in ACPI mode), no PM timer, no GPEs, a fixed-feature power
+/// button (PWRBTN_STS/EN in PM1a; the VMM presses it for a graceful stop) and no
+/// sleep button.
 pub fn fadt(facs_addr: u64, dsdt_addr: u64) -> Vec<u8> {
     let pm1_evt = ACPI_PM_PORT_BASE + PM1_EVT_OFFSET;
     let pm1_cnt = ACPI_PM_PORT_BASE + PM1_CNT_OFFSET;
@@ -94,7 +96,6 @@ pub fn fadt(facs_addr: u64, dsdt_addr: u64) -> Vec<u8> {
         .dsdt_64(dsdt_addr)
         .flag(Flags::Wbinvd)
         .flag(Flags::ProcC1)
-        .flag(Flags::PwrButton)
         .flag(Flags::SlpButton)
         .flag(Flags::ResetRegSup);
     f.sci_int = (ACPI_SCI_IRQ as u16).into();
@@ -224,6 +225,9 @@ mod tests {
         assert_eq!(&fadt[..4], b"FACP");
         // Full ACPI (not hardware reduced), SCI on GSI 9, no SMI command port.
         assert_eq!(u32_at(&fadt, 112) & (1 << 20), 0);
+        // PWR_BUTTON clear: the power button is the fixed-feature one; SLP_BUTTON set.
+        assert_eq!(u32_at(&fadt, 112) & (1 << 4), 0);
+        assert_ne!(u32_at(&fadt, 112) & (1 << 5), 0);
         assert_eq!(u16_at(&fadt, 46), ACPI_SCI_IRQ as u16);
         assert_eq!(u32_at(&fadt, 48), 0);
         // PM1a event and control blocks, and their lengths.

@@ -1,0 +1,140 @@
+//! [`VmHandle`]: what the embedding program holds while a VM runs.
+
+use crate::console_stream::ConsoleStream;
+use crate::control::{ControlSender, Request};
+use crate::error::VmmError;
+use crate::exit::{ExitReason, VmExit};
+use crate::timeline::Timeline;
+use std::os::fd::{AsRawFd, RawFd};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use vmm_sys_util::eventfd::EventFd;
+
+/// How long a control request may wait for the event loop.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A running VM. Dropping it stops the VM and waits until its threads, descriptors,
+/// memory and the taps it created are gone.
+pub struct VmHandle {
+    stop_evt: EventFd,
+    control: ControlSender,
+    thread: Option<JoinHandle<VmExit>>,
+    timeline: Timeline,
+    console: Option<ConsoleStream>,
+}
+
+impl VmHandle {
+    pub(crate) fn new(
+        stop_evt: EventFd,
+        control: ControlSender,
+        thread: JoinHandle<VmExit>,
+        timeline: Timeline,
+        console: Option<ConsoleStream>,
+    ) -> Self {
+        Self {
+            stop_evt,
+            control,
+            thread: Some(thread),
+            timeline,
+            console,
+        }
+    }
+
+    /// Stops the VM now (no questions asked of the guest); [`VmHandle::wait`] then
+    /// returns [`ExitReason::StopRequested`].
+    pub fn stop(&self) {
+        if let Err(e) = self.stop_evt.write(1) {
+            log::error!("cannot signal the VM to stop: {e}");
+        }
+    }
+
+    /// A descriptor that stops the VM when an 8-byte count is written to it; safe to
+    /// use from a signal handler (write(2) is async-signal-safe).
+    pub fn stop_fd(&self) -> RawFd {
+        self.stop_evt.as_raw_fd()
+    }
+
+    /// Asks the guest to shut down (the ACPI power button), waits up to `grace` for
+    /// it to power off or reset, and stops the VM if it has not. Guests act on the
+    /// button only if they listen for it (acpid, systemd, the test guest's `pwrbtn`).
+    pub fn shutdown(mut self, grace: Duration) -> VmExit {
+        match self.control.call(Request::PowerButton, CONTROL_TIMEOUT) {
+            Ok(()) => {
+                if let Some(exit) = self.wait_timeout(grace) {
+                    return exit;
+                }
+                log::info!("the guest did not shut down within {grace:?}; stopping it");
+            }
+            Err(e) => log::info!("graceful shutdown not possible ({e}); stopping the VM"),
+        }
+        self.stop();
+        self.join()
+    }
+
+    /// Parks every vCPU (the guest stops executing; devices and console stay). Returns
+    /// once all are parked.
+    pub fn pause(&self) -> Result<(), VmmError> {
+        self.control.call(Request::Pause, CONTROL_TIMEOUT)
+    }
+
+    /// Releases the vCPUs parked by [`VmHandle::pause`].
+    pub fn resume(&self) -> Result<(), VmmError> {
+        self.control.call(Request::Resume, CONTROL_TIMEOUT)
+    }
+
+    /// The console output stream, if the VM was built with
+    /// [`crate::VmBuilder::console_stream`] (once; later calls return `None`).
+    pub fn take_console(&mut self) -> Option<ConsoleStream> {
+        self.console.take()
+    }
+
+    /// The boot timeline so far.
+    pub fn timeline(&self) -> &Timeline {
+        &self.timeline
+    }
+
+    /// True until the VM has ended.
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Waits until the VM ends.
+    pub fn wait(mut self) -> VmExit {
+        self.join()
+    }
+
+    /// Waits up to `timeout` for the VM to end; `None` if it still runs.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<VmExit> {
+        let deadline = Instant::now() + timeout;
+        while self.is_running() {
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Some(self.join())
+    }
+
+    fn join(&mut self) -> VmExit {
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(exit)) => exit,
+            Some(Err(_)) => VmExit {
+                reason: ExitReason::Internal("the event loop thread panicked".into()),
+                timeline: self.timeline.clone(),
+            },
+            None => VmExit {
+                reason: ExitReason::Internal("the VM was already waited for".into()),
+                timeline: self.timeline.clone(),
+            },
+        }
+    }
+}
+
+impl Drop for VmHandle {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.stop();
+            let _ = self.join();
+        }
+    }
+}

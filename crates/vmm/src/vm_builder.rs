@@ -1,0 +1,156 @@
+//! [`VmBuilder`]: the embedding API's way to describe a VM and start it.
+
+use crate::config::{ConsoleInput, ConsoleOutput, DiskConfig, NetConfig, VmConfig};
+use crate::console_stream::console_stream;
+use crate::error::VmmError;
+use crate::handle::VmHandle;
+use boot::cmdline::Preset;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Describes a VM step by step, then starts it.
+///
+/// ```
+/// use vmm::{DiskConfig, VmBuilder};
+/// let builder = VmBuilder::new("vmlinux")
+///     .initrd("initramfs.cpio")
+///     .cmdline("quiet")
+///     .memory_mib(512)
+///     .vcpus(2)
+///     .disk(DiskConfig::new("rootfs.ext4"))
+///     .console_stream();
+/// assert_eq!(builder.config().mem_size, 512 << 20);
+/// assert_eq!(builder.config().disks.len(), 1);
+/// // builder.start()? boots it (that needs /dev/kvm and the files).
+/// ```
+pub struct VmBuilder {
+    config: VmConfig,
+    stream: bool,
+}
+
+impl VmBuilder {
+    /// A VM that boots `kernel` (ELF vmlinux or bzImage) with minivmm's defaults:
+    /// 128 MiB, one vCPU, the default command line, console on stdout.
+    pub fn new(kernel: impl Into<PathBuf>) -> Self {
+        Self::from_config(VmConfig::new(kernel))
+    }
+
+    /// Starts from a complete configuration.
+    pub fn from_config(config: VmConfig) -> Self {
+        Self {
+            config,
+            stream: false,
+        }
+    }
+
+    /// The configuration so far.
+    pub fn config(&self) -> &VmConfig {
+        &self.config
+    }
+
+    /// Initial ramdisk.
+    pub fn initrd(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.initrd = Some(path.into());
+        self
+    }
+
+    /// Arguments appended to the kernel command line (several calls add up).
+    pub fn cmdline(mut self, args: &str) -> Self {
+        self.config.cmdline = Some(match self.config.cmdline.take() {
+            Some(old) => format!("{old} {args}"),
+            None => args.to_string(),
+        });
+        self
+    }
+
+    /// Leaves out minivmm's default command line (`console=ttyS0 reboot=k ...`).
+    pub fn no_default_cmdline(mut self) -> Self {
+        self.config.default_cmdline = false;
+        self
+    }
+
+    /// Adds a host-specific set of kernel arguments.
+    pub fn cmdline_preset(mut self, preset: Preset) -> Self {
+        self.config.cmdline_preset = Some(preset);
+        self
+    }
+
+    /// Guest memory in bytes.
+    pub fn memory(mut self, bytes: u64) -> Self {
+        self.config.mem_size = bytes;
+        self
+    }
+
+    /// Guest memory in MiB.
+    pub fn memory_mib(self, mib: u64) -> Self {
+        self.memory(mib.saturating_mul(1 << 20))
+    }
+
+    /// Number of vCPUs.
+    pub fn vcpus(mut self, count: usize) -> Self {
+        self.config.vcpus = count;
+        self
+    }
+
+    /// Adds a virtio-blk disk (vda, vdb, ... in order).
+    pub fn disk(mut self, disk: DiskConfig) -> Self {
+        self.config.disks.push(disk);
+        self
+    }
+
+    /// Adds a virtio-net interface on a tap (eth0, eth1, ... in order).
+    pub fn net(mut self, net: NetConfig) -> Self {
+        self.config.nets.push(net);
+        self
+    }
+
+    /// Where console output goes (stdout, a file, a writer, nowhere).
+    pub fn console(mut self, output: ConsoleOutput) -> Self {
+        self.config.console_output = output;
+        self.stream = false;
+        self
+    }
+
+    /// Console output as a stream: [`VmHandle::take_console`] returns it.
+    pub fn console_stream(mut self) -> Self {
+        self.stream = true;
+        self
+    }
+
+    /// Where console input comes from (none by default).
+    pub fn console_input(mut self, input: ConsoleInput) -> Self {
+        self.config.console_input = input;
+        self
+    }
+
+    /// Path of the KVM device (default `/dev/kvm`).
+    pub fn kvm_device(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.kvm_path = path.into();
+        self
+    }
+
+    /// Time zero of the boot timeline (default: when the builder was made).
+    pub fn time_origin(mut self, origin: Instant) -> Self {
+        self.config.time_origin = origin;
+        self
+    }
+
+    /// Builds and starts the VM; errors in the configuration, the files or the host
+    /// come back before anything runs.
+    pub fn start(mut self) -> Result<VmHandle, VmmError> {
+        let console = if self.stream {
+            let (sink, stream) = console_stream();
+            self.config.console_output = ConsoleOutput::Writer(Box::new(sink));
+            Some(stream)
+        } else {
+            None
+        };
+        crate::start(self.config, console)
+    }
+}
+
+impl From<VmConfig> for VmBuilder {
+    fn from(config: VmConfig) -> Self {
+        Self::from_config(config)
+    }
+}

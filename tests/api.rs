@@ -1,0 +1,154 @@
+//! The embedding API with the test guest on this host's KVM: several VMs in one
+//! process, pause and resume, graceful and forced stops, the console stream.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+use vmm::{ConsoleOutput, ExitReason, VmBuilder};
+
+fn guest(test: &str) -> VmBuilder {
+    VmBuilder::new(test_guest())
+        .cmdline(&format!("guest.test={test}"))
+        .memory_mib(64)
+        .console_stream()
+}
+
+#[test]
+fn two_vms_in_one_process_run_and_exit_independently() {
+    if !kvm_available("api: two VMs") {
+        return;
+    }
+    let mut counter = guest("count").start().expect("start the counting VM");
+    let mut hello = guest("hello").start().expect("start the second VM");
+    let mut counter_console = counter.take_console().unwrap();
+    let mut hello_console = hello.take_console().unwrap();
+    let exit = hello.wait();
+    assert_eq!(exit.reason, ExitReason::GuestReset);
+    assert_eq!(exit.reason.exit_code(), 0);
+    assert!(hello_console.text().contains("minivmm-test-guest: reset"));
+    // The other VM was not disturbed: it keeps counting.
+    assert!(counter.is_running());
+    assert!(counter_console
+        .wait_for("tick 3", Duration::from_secs(10))
+        .is_some());
+    assert!(
+        !hello_console.text().contains("tick"),
+        "consoles are separate"
+    );
+    counter.stop();
+    let exit = counter.wait();
+    assert_eq!(exit.reason, ExitReason::StopRequested);
+}
+
+#[test]
+fn pause_stops_the_guest_and_resume_continues_it() {
+    if !kvm_available("api: pause") {
+        return;
+    }
+    let mut vm = guest("count count.ms=5").start().expect("start");
+    let mut console = vm.take_console().unwrap();
+    assert!(console
+        .wait_for("tick 3", Duration::from_secs(10))
+        .is_some());
+    vm.pause().expect("pause");
+    let at_pause = console.text();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(console.text(), at_pause, "the guest ran while paused");
+    let last: u64 = at_pause
+        .lines()
+        .filter_map(|l| l.strip_prefix("tick ")?.trim().parse().ok())
+        .max()
+        .unwrap();
+    vm.resume().expect("resume");
+    let want = format!("tick {}", last + 3);
+    assert!(
+        console.wait_for(&want, Duration::from_secs(10)).is_some(),
+        "no progress after resume:\n{}",
+        console.text()
+    );
+    // Pausing twice, resuming twice, and stopping a paused VM all work.
+    vm.pause().expect("pause again");
+    vm.pause().expect("pause while paused");
+    let start = Instant::now();
+    vm.stop();
+    let exit = vm.wait();
+    assert_eq!(exit.reason, ExitReason::StopRequested);
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn shutdown_presses_the_power_button_then_forces() {
+    if !kvm_available("api: shutdown") {
+        return;
+    }
+    // A guest that listens to the power button powers off.
+    let mut vm = guest("pwrbtn").start().expect("start");
+    let mut console = vm.take_console().unwrap();
+    assert!(console
+        .wait_for("pwrbtn: armed", Duration::from_secs(10))
+        .is_some());
+    let exit = vm.shutdown(Duration::from_secs(10));
+    assert_eq!(exit.reason, ExitReason::GuestPowerOff, "{}", console.text());
+    assert!(console.text().contains("pwrbtn: pressed, powering off"));
+
+    // One that enabled the button but does not act on it is stopped after the grace
+    // period.
+    let mut vm = guest("pwrbtn pwrbtn.ignore=1").start().expect("start");
+    let mut console = vm.take_console().unwrap();
+    assert!(console
+        .wait_for("pwrbtn: armed", Duration::from_secs(10))
+        .is_some());
+    let start = Instant::now();
+    let exit = vm.shutdown(Duration::from_millis(300));
+    assert_eq!(exit.reason, ExitReason::StopRequested);
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    assert!(start.elapsed() < Duration::from_secs(6));
+
+    // One that never enabled it (no ACPI driver) is stopped at once.
+    let mut vm = guest("count").start().expect("start");
+    let mut console = vm.take_console().unwrap();
+    assert!(console
+        .wait_for("tick 1", Duration::from_secs(10))
+        .is_some());
+    let start = Instant::now();
+    let exit = vm.shutdown(Duration::from_secs(30));
+    assert_eq!(exit.reason, ExitReason::StopRequested);
+    assert!(start.elapsed() < Duration::from_secs(6));
+}
+
+#[test]
+fn console_output_can_go_to_a_caller_writer() {
+    if !kvm_available("api: writer") {
+        return;
+    }
+    let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let vm = VmBuilder::new(test_guest())
+        .console(ConsoleOutput::Writer(Box::new(Shared(buf.clone()))))
+        .start()
+        .expect("start");
+    let exit = vm.wait();
+    assert_eq!(exit.reason, ExitReason::GuestReset);
+    let text = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
+    assert!(text.starts_with("minivmm-test-guest: hello\n"), "{text}");
+    assert!(exit.timeline.get(vmm::BootEvent::FirstSerialByte).is_some());
+}
+
+#[test]
+fn errors_come_back_before_anything_runs() {
+    let err = VmBuilder::new("/nonexistent/vmlinux")
+        .start()
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("/nonexistent/vmlinux"), "{err}");
+}
