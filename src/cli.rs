@@ -1,17 +1,31 @@
-//! Command-line options, and their translation into the library's `VmConfig`.
+//! Command-line options, merged with an optional JSON config file (flags win), and
+//! their translation into the library's `VmConfig`.
 
+use crate::config_file::{FileConfig, FileDisk, FileNet, MemSize};
 use clap::Parser;
 use std::path::PathBuf;
 use std::time::Instant;
 use vmm::{ConsoleInput, ConsoleOutput, DiskConfig, NetConfig, Preset, VmConfig};
 
+/// Default guest memory when neither a flag nor the config file sets it.
+const DEFAULT_MEM: &str = "128M";
+
 /// Boot a Linux guest in a KVM microVM.
 #[derive(Debug, Parser)]
 #[command(name = "minivmm", version, about)]
 pub struct Cli {
+    /// Read options from a JSON file (fields named like these options); flags given
+    /// here override the file's values.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective configuration as JSON (usable with --config) and exit.
+    #[arg(long)]
+    pub print_config: bool,
+
     /// Guest kernel: an uncompressed ELF vmlinux or a bzImage (detected from the file).
     #[arg(long, value_name = "FILE")]
-    pub kernel: PathBuf,
+    pub kernel: Option<PathBuf>,
 
     /// Initial ramdisk (cpio archive, compressed or not).
     #[arg(long, value_name = "FILE")]
@@ -31,13 +45,13 @@ pub struct Cli {
     #[arg(long, value_name = "NAME", value_parser = parse_preset)]
     pub cmdline_preset: Option<Preset>,
 
-    /// Guest memory: 512M, 1G, 256MiB, or a plain number of MiB.
-    #[arg(long, value_name = "SIZE", default_value = "128M", value_parser = parse_mem)]
-    pub mem: u64,
+    /// Guest memory: 512M, 1G, 256MiB, or a plain number of MiB [default: 128M].
+    #[arg(long, value_name = "SIZE", value_parser = parse_mem)]
+    pub mem: Option<u64>,
 
-    /// Number of vCPUs.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub cpus: usize,
+    /// Number of vCPUs [default: 1].
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<usize>,
 
     /// Attach a virtio-blk disk: path=FILE[,readonly=on][,id=SERIAL]. Repeatable; the
     /// guest sees them in order as vda, vdb, ...
@@ -58,13 +72,13 @@ pub struct Cli {
     #[arg(long)]
     pub boot_timeline: bool,
 
-    /// Log level: off, error, warn, info, debug, trace.
-    #[arg(long, value_name = "LEVEL", default_value = "warn")]
-    pub log_level: log::LevelFilter,
+    /// Log level: off, error, warn, info, debug, trace [default: warn].
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<log::LevelFilter>,
 
-    /// Path of the KVM device.
-    #[arg(long, value_name = "PATH", default_value = vmm::config::DEFAULT_KVM_PATH)]
-    pub kvm_device: PathBuf,
+    /// Path of the KVM device [default: /dev/kvm].
+    #[arg(long, value_name = "PATH")]
+    pub kvm_device: Option<PathBuf>,
 }
 
 fn parse_mem(s: &str) -> Result<u64, String> {
@@ -75,82 +89,121 @@ fn parse_preset(s: &str) -> Result<Preset, String> {
     s.parse()
 }
 
+fn mem_value(bytes: u64) -> MemSize {
+    if bytes.is_multiple_of(1 << 20) {
+        MemSize::Mib(bytes >> 20)
+    } else {
+        MemSize::Text(format!("{}K", bytes >> 10))
+    }
+}
+
+/// What to run: the merged options, checked.
+pub struct Effective {
+    /// Everything, as a config file would say it.
+    pub file: FileConfig,
+    /// The log level.
+    pub log_level: log::LevelFilter,
+    /// Print the boot timeline on exit.
+    pub boot_timeline: bool,
+}
+
 impl Cli {
+    /// The config file (if any) with this command line's flags laid over it.
+    pub fn merged(&self) -> Result<FileConfig, String> {
+        let mut f = match &self.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        let over = |slot: &mut Option<PathBuf>, v: &Option<PathBuf>| {
+            if v.is_some() {
+                slot.clone_from(v);
+            }
+        };
+        over(&mut f.kernel, &self.kernel);
+        over(&mut f.initrd, &self.initrd);
+        over(&mut f.console_log, &self.console_log);
+        over(&mut f.kvm_device, &self.kvm_device);
+        if self.cmdline.is_some() {
+            f.cmdline.clone_from(&self.cmdline);
+        }
+        if self.no_default_cmdline {
+            f.no_default_cmdline = Some(true);
+        }
+        if let Some(p) = self.cmdline_preset {
+            f.cmdline_preset = Some(p.to_string());
+        }
+        if let Some(m) = self.mem {
+            f.mem = Some(mem_value(m));
+        }
+        if self.cpus.is_some() {
+            f.cpus = self.cpus;
+        }
+        if !self.disks.is_empty() {
+            f.disks = Some(self.disks.iter().map(FileDisk::from_disk).collect());
+        }
+        if !self.nets.is_empty() {
+            f.nets = Some(self.nets.iter().map(FileNet::from_net).collect());
+        }
+        if self.boot_timeline {
+            f.boot_timeline = Some(true);
+        }
+        if let Some(l) = self.log_level {
+            f.log_level = Some(l.to_string().to_lowercase());
+        }
+        Ok(f)
+    }
+
+    /// The merged options, checked.
+    pub fn effective(&self) -> Result<Effective, String> {
+        let file = self.merged()?;
+        let log_level = match &file.log_level {
+            Some(l) => l.parse().map_err(|_| {
+                format!("log level '{l}': use off, error, warn, info, debug or trace")
+            })?,
+            None => log::LevelFilter::Warn,
+        };
+        Ok(Effective {
+            boot_timeline: file.boot_timeline.unwrap_or(false),
+            log_level,
+            file,
+        })
+    }
+}
+
+impl Effective {
     /// The library configuration these options describe.
-    pub fn to_config(&self, origin: Instant) -> VmConfig {
-        let mut c = VmConfig::new(&self.kernel);
-        c.initrd = self.initrd.clone();
-        c.cmdline = self.cmdline.clone();
-        c.default_cmdline = !self.no_default_cmdline;
-        c.cmdline_preset = self.cmdline_preset;
-        c.mem_size = self.mem;
-        c.vcpus = self.cpus;
-        c.disks = self.disks.clone();
-        c.nets = self.nets.clone();
-        c.console_output = match &self.console_log {
+    pub fn to_config(&self, origin: Instant) -> Result<VmConfig, String> {
+        let f = &self.file;
+        let kernel = f
+            .kernel
+            .clone()
+            .ok_or("no kernel: give --kernel FILE (or \"kernel\" in the config file)")?;
+        let mut c = VmConfig::new(kernel);
+        c.initrd = f.initrd.clone();
+        c.cmdline = f.cmdline.clone();
+        c.default_cmdline = !f.no_default_cmdline.unwrap_or(false);
+        c.cmdline_preset = f.cmdline_preset.as_deref().map(str::parse).transpose()?;
+        let mem = f.mem.clone().unwrap_or(MemSize::Text(DEFAULT_MEM.into()));
+        c.mem_size = mem.bytes()?;
+        c.vcpus = f.cpus.unwrap_or(1);
+        for d in f.disks.iter().flatten() {
+            c.disks.push(d.to_disk()?);
+        }
+        for n in f.nets.iter().flatten() {
+            c.nets.push(n.to_net()?);
+        }
+        c.console_output = match &f.console_log {
             Some(path) => ConsoleOutput::File(path.clone()),
             None => ConsoleOutput::Stdout,
         };
         c.console_input = ConsoleInput::Stdin;
-        c.kvm_path = self.kvm_device.clone();
+        if let Some(k) = &f.kvm_device {
+            c.kvm_path.clone_from(k);
+        }
         c.time_origin = origin;
-        c
+        Ok(c)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults() {
-        let cli = Cli::try_parse_from(["minivmm", "--kernel", "k"]).unwrap();
-        let c = cli.to_config(Instant::now());
-        assert_eq!(c.mem_size, 128 << 20);
-        assert_eq!(c.vcpus, 1);
-        assert!(c.default_cmdline);
-        assert_eq!(c.kvm_path, PathBuf::from("/dev/kvm"));
-    }
-
-    #[test]
-    fn options_map_to_config() {
-        let cli = Cli::try_parse_from([
-            "minivmm",
-            "--kernel",
-            "k",
-            "--initrd",
-            "i",
-            "--mem",
-            "1G",
-            "--cpus",
-            "2",
-            "--cmdline",
-            "quiet",
-            "--no-default-cmdline",
-            "--cmdline-preset",
-            "emulated-kvm",
-            "--console-log",
-            "out.txt",
-        ])
-        .unwrap();
-        let c = cli.to_config(Instant::now());
-        assert_eq!(c.mem_size, 1 << 30);
-        assert_eq!(c.vcpus, 2);
-        assert_eq!(c.cmdline.as_deref(), Some("quiet"));
-        assert!(!c.default_cmdline);
-        assert_eq!(c.cmdline_preset, Some(Preset::EmulatedKvm));
-        assert!(
-            matches!(c.console_output, ConsoleOutput::File(ref p) if p == &PathBuf::from("out.txt"))
-        );
-    }
-
-    #[test]
-    fn bad_values_are_rejected() {
-        assert!(Cli::try_parse_from(["minivmm", "--kernel", "k", "--mem", "lots"]).is_err());
-        assert!(
-            Cli::try_parse_from(["minivmm", "--kernel", "k", "--cmdline-preset", "x"]).is_err()
-        );
-        assert!(Cli::try_parse_from(["minivmm", "--kernel", "k", "--cpus", "-1"]).is_err());
-        assert!(Cli::try_parse_from(["minivmm"]).is_err());
-    }
-}
+mod tests;

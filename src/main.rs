@@ -1,6 +1,7 @@
 //! `minivmm`: a thin command-line front end to the `vmm` library.
 
 mod cli;
+mod config_file;
 
 use clap::error::ErrorKind;
 use clap::Parser;
@@ -8,7 +9,7 @@ use std::error::Error;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Instant;
-use vmm::{ExitReason, Vm};
+use vmm::{ExitReason, VmBuilder};
 
 /// Descriptor that stops the VM (the handle's stop eventfd), for the signal handler.
 static STOP_FD: AtomicI32 = AtomicI32::new(-1);
@@ -60,8 +61,26 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let effective = match cli.effective() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("minivmm: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if cli.print_config {
+        println!("{}", effective.file.to_json());
+        return ExitCode::SUCCESS;
+    }
+    let config = match effective.to_config(origin) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("minivmm: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     env_logger::Builder::new()
-        .filter_level(cli.log_level)
+        .filter_level(effective.log_level)
         .format_timestamp_micros()
         .init();
 
@@ -72,7 +91,7 @@ fn main() -> ExitCode {
             log::warn!("cannot handle signal {sig}: {e}");
         }
     }
-    let handle = match Vm::start(cli.to_config(origin)) {
+    let handle = match VmBuilder::from_config(config).start() {
         Ok(h) => h,
         Err(e) => {
             eprintln!("minivmm: error: {}", error_chain(&e));
@@ -85,7 +104,7 @@ fn main() -> ExitCode {
     }
     let exit = handle.wait();
     STOP_FD.store(-1, Ordering::SeqCst);
-    if cli.boot_timeline || log::log_enabled!(log::Level::Debug) {
+    if effective.boot_timeline || log::log_enabled!(log::Level::Debug) {
         eprint!("{}", exit.timeline);
     }
     match exit.reason {

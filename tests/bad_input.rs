@@ -267,3 +267,63 @@ fn unusable_taps() {
         "unknown net option 'ifname'",
     );
 }
+
+#[test]
+fn config_files() {
+    let dir = scratch("config-files");
+    let file = |name: &str, text: &str| -> String {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let unknown = file("unknown.json", r#"{"kernel": "k", "memory": "1G"}"#);
+    fails_with(&["--config", &unknown], "unknown field `memory`");
+    let broken = file("broken.json", r#"{"kernel": "k","#);
+    fails_with(&["--config", &broken], "broken.json: EOF while parsing");
+    fails_with(
+        &["--config", "/nonexistent/vm.json"],
+        "cannot read config file /nonexistent/vm.json",
+    );
+    let bad_mem = file("mem.json", r#"{"kernel": "k", "mem": "lots"}"#);
+    fails_with(&["--config", &bad_mem], "cannot parse memory size 'lots'");
+
+    // A good file boots the test guest; flags still win over it.
+    if !kvm_available("config file boot") {
+        return;
+    }
+    let good = file(
+        "good.json",
+        &format!(
+            r#"{{"kernel": {:?}, "mem": "64M", "cmdline": "guest.test=poweroff"}}"#,
+            guest()
+        ),
+    );
+    let run = run_minivmm(
+        &["--config", &good],
+        b"",
+        std::time::Duration::from_secs(30),
+    );
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    assert!(run.stdout.contains("ram_kib="), "{}", run.stdout);
+    assert!(run.stdout.contains("minivmm-test-guest: poweroff"));
+    let run = run_minivmm(
+        &["--config", &good, "--cmdline", "guest.test=hello"],
+        b"",
+        std::time::Duration::from_secs(30),
+    );
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout.contains("minivmm-test-guest: reset"),
+        "{}",
+        run.stdout
+    );
+    // --print-config shows the merged result, which --config reads back.
+    let run = run_minivmm(
+        &["--config", &good, "--cpus", "2", "--print-config"],
+        b"",
+        std::time::Duration::from_secs(30),
+    );
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    assert!(run.stdout.contains("\"cpus\": 2"), "{}", run.stdout);
+    assert!(run.stdout.contains("\"mem\": \"64M\""), "{}", run.stdout);
+}

@@ -1,0 +1,169 @@
+use super::*;
+
+fn parse(args: &[&str]) -> Cli {
+    let mut all = vec!["minivmm"];
+    all.extend_from_slice(args);
+    Cli::try_parse_from(all).unwrap()
+}
+
+fn config(args: &[&str]) -> VmConfig {
+    parse(args)
+        .effective()
+        .unwrap()
+        .to_config(Instant::now())
+        .unwrap()
+}
+
+#[test]
+fn defaults() {
+    let c = config(&["--kernel", "k"]);
+    assert_eq!(c.mem_size, 128 << 20);
+    assert_eq!(c.vcpus, 1);
+    assert!(c.default_cmdline);
+    assert_eq!(c.kvm_path, PathBuf::from("/dev/kvm"));
+    let e = parse(&["--kernel", "k"]).effective().unwrap();
+    assert_eq!(e.log_level, log::LevelFilter::Warn);
+    assert!(!e.boot_timeline);
+}
+
+#[test]
+fn options_map_to_config() {
+    let c = config(&[
+        "--kernel",
+        "k",
+        "--initrd",
+        "i",
+        "--mem",
+        "1G",
+        "--cpus",
+        "2",
+        "--cmdline",
+        "quiet",
+        "--no-default-cmdline",
+        "--cmdline-preset",
+        "emulated-kvm",
+        "--console-log",
+        "out.txt",
+        "--disk",
+        "path=d.img,readonly=on",
+        "--net",
+        "tap=t0,mac=02:00:00:00:00:07",
+    ]);
+    assert_eq!(c.mem_size, 1 << 30);
+    assert_eq!(c.vcpus, 2);
+    assert_eq!(c.cmdline.as_deref(), Some("quiet"));
+    assert!(!c.default_cmdline);
+    assert_eq!(c.cmdline_preset, Some(Preset::EmulatedKvm));
+    assert!(
+        matches!(c.console_output, ConsoleOutput::File(ref p) if p == &PathBuf::from("out.txt"))
+    );
+    assert!(c.disks[0].read_only);
+    assert_eq!(c.nets[0].mac, Some([2, 0, 0, 0, 0, 7]));
+}
+
+#[test]
+fn bad_values_are_rejected() {
+    for args in [
+        &["--kernel", "k", "--mem", "lots"][..],
+        &["--kernel", "k", "--cmdline-preset", "x"],
+        &["--kernel", "k", "--cpus", "-1"],
+        &["--kernel", "k", "--log-level", "loud"],
+    ] {
+        let mut all = vec!["minivmm"];
+        all.extend_from_slice(args);
+        assert!(Cli::try_parse_from(all).is_err(), "{args:?}");
+    }
+    let err = parse(&[])
+        .effective()
+        .unwrap()
+        .to_config(Instant::now())
+        .err();
+    assert!(err.unwrap().contains("no kernel"));
+}
+
+#[test]
+fn every_option_round_trips_through_a_config_file() {
+    let args = [
+        "--kernel",
+        "k",
+        "--initrd",
+        "i",
+        "--mem",
+        "65536K",
+        "--cpus",
+        "3",
+        "--cmdline",
+        "a=1 b",
+        "--no-default-cmdline",
+        "--cmdline-preset",
+        "emulated-kvm",
+        "--console-log",
+        "c.log",
+        "--disk",
+        "path=d.img,readonly=on,id=serial-1",
+        "--disk",
+        "path=e.img",
+        "--net",
+        "tap=t0,mac=02:00:00:00:00:07,create=on",
+        "--boot-timeline",
+        "--log-level",
+        "debug",
+        "--kvm-device",
+        "/dev/kvm2",
+    ];
+    let file = parse(&args).merged().unwrap();
+    let json = file.to_json();
+    let back: FileConfig = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, file, "{json}");
+    let dir = std::env::temp_dir().join(format!("minivmm-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("vm.json");
+    std::fs::write(&path, &json).unwrap();
+    let from_file = parse(&["--config", path.to_str().unwrap()])
+        .effective()
+        .unwrap();
+    let from_flags = parse(&args).effective().unwrap();
+    assert_eq!(from_file.file, from_flags.file);
+    assert_eq!(from_file.log_level, log::LevelFilter::Debug);
+    assert!(from_file.boot_timeline);
+    let a = from_file.to_config(Instant::now()).unwrap();
+    let b = from_flags.to_config(Instant::now()).unwrap();
+    assert_eq!(
+        (a.mem_size, a.vcpus, &a.disks, &a.nets),
+        (b.mem_size, b.vcpus, &b.disks, &b.nets)
+    );
+    assert_eq!(
+        (&a.kernel, &a.initrd, &a.cmdline, &a.kvm_path),
+        (&b.kernel, &b.initrd, &b.cmdline, &b.kvm_path)
+    );
+    assert_eq!(a.mem_size, 64 << 20);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn flags_override_the_file() {
+    let dir = std::env::temp_dir().join(format!("minivmm-cli-o-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("vm.json");
+    std::fs::write(
+        &path,
+        r#"{"kernel": "file-k", "mem": 256, "cpus": 2, "disks": [{"path": "f.img"}]}"#,
+    )
+    .unwrap();
+    let p = path.to_str().unwrap();
+    let c = config(&["--config", p, "--cpus", "4", "--disk", "path=cli.img"]);
+    assert_eq!(c.kernel, PathBuf::from("file-k"));
+    assert_eq!(c.mem_size, 256 << 20);
+    assert_eq!(c.vcpus, 4);
+    assert_eq!(c.disks.len(), 1);
+    assert_eq!(c.disks[0].path, PathBuf::from("cli.img"));
+    let c = config(&["--config", p, "--kernel", "cli-k"]);
+    assert_eq!(c.kernel, PathBuf::from("cli-k"));
+    assert_eq!(c.disks[0].path, PathBuf::from("f.img"));
+
+    std::fs::write(&path, r#"{"kernel": "k", "vcpus": 2}"#).unwrap();
+    let err = parse(&["--config", p]).merged().unwrap_err();
+    assert!(err.contains("unknown field `vcpus`"), "{err}");
+    assert!(err.contains("vm.json"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
