@@ -106,6 +106,10 @@ fn main() -> ExitCode {
     STOP_FD.store(-1, Ordering::SeqCst);
     if effective.boot_timeline || log::log_enabled!(log::Level::Debug) {
         eprint!("{}", exit.timeline);
+        eprintln!(
+            "guest-memory-touched {:>10} KiB",
+            exit.guest_memory_touched >> 10
+        );
     }
     match exit.reason {
         r if r.is_guest_request() => {

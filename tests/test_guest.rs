@@ -227,7 +227,18 @@ fn boot_timeline_lists_every_milestone_in_order() {
         "exit",
     ];
     let mut last = 0.0f64;
-    let lines = run.stderr_lines();
+    let mut lines = run.stderr_lines();
+    // Then how much guest RAM the host held at the end: the test guest touches little.
+    let touched = lines.pop().unwrap_or_default();
+    let fields: Vec<&str> = touched.split_whitespace().collect();
+    assert_eq!(
+        fields.first(),
+        Some(&"guest-memory-touched"),
+        "{}",
+        run.stderr
+    );
+    let kib: u64 = fields[1].parse().unwrap();
+    assert!(kib > 0 && kib < 16 << 10, "{}", run.stderr);
     assert_eq!(lines.len(), names.len(), "{}", run.stderr);
     for (line, name) in lines.iter().zip(names) {
         let fields: Vec<&str> = line.split_whitespace().collect();

@@ -69,4 +69,6 @@ pub struct VmExit {
     pub reason: ExitReason,
     /// Its boot timeline, with the exit recorded.
     pub timeline: Timeline,
+    /// Guest RAM the host held when the VM stopped (touched pages), in bytes.
+    pub guest_memory_touched: u64,
 }

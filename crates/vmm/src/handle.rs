@@ -121,10 +121,12 @@ impl VmHandle {
             Some(Err(_)) => VmExit {
                 reason: ExitReason::Internal("the event loop thread panicked".into()),
                 timeline: self.timeline.clone(),
+                guest_memory_touched: 0,
             },
             None => VmExit {
                 reason: ExitReason::Internal("the VM was already waited for".into()),
                 timeline: self.timeline.clone(),
+                guest_memory_touched: 0,
             },
         }
     }

@@ -20,6 +20,27 @@ pub fn host_ram() -> u64 {
     info.totalram.saturating_mul(u64::from(info.mem_unit))
 }
 
+/// Bytes of guest RAM the host actually holds (pages the guest or the VMM touched),
+/// from mincore(2) over every region.
+pub fn resident_bytes(memory: &GuestMemoryMmap) -> u64 {
+    let mut resident = 0u64;
+    for region in memory.iter() {
+        let len = region.len() as usize;
+        let pages = len.div_ceil(PAGE_SIZE as usize);
+        let mut vec = vec![0u8; pages];
+        let Ok(host) = region.get_host_address(vm_memory::MemoryRegionAddress(0)) else {
+            continue;
+        };
+        // SAFETY: `host` .. `host + len` is this region's live mapping (page aligned);
+        // mincore writes one byte per page into `vec`, which has that many.
+        let ret = unsafe { libc::mincore(host.cast(), len, vec.as_mut_ptr()) };
+        if ret == 0 {
+            resident += vec.iter().filter(|b| *b & 1 == 1).count() as u64 * PAGE_SIZE;
+        }
+    }
+    resident
+}
+
 /// Checks a requested guest memory size against minivmm's minimum and the host.
 pub fn check_size(size: u64, host: u64) -> Result<(), VmmError> {
     if size < crate::config::MIN_MEM_SIZE {

@@ -78,7 +78,7 @@ struct MachineParts {
     serial: Arc<Mutex<devices::serial::SerialDevice>>,
     state: Arc<RunState>,
     acpi_pm: Arc<Mutex<devices::acpi_pm::AcpiPmDevice>>,
-    _memory: vm_memory::GuestMemoryMmap,
+    memory: vm_memory::GuestMemoryMmap,
     _vm_fd: kvm_ioctls::VmFd,
 }
 
@@ -134,7 +134,7 @@ pub(crate) fn launch(
             serial: machine.serial,
             state,
             acpi_pm: machine.acpi_pm,
-            _memory: machine.memory,
+            memory: machine.memory,
             _vm_fd: machine.vm_fd,
         },
         vcpu_threads,
@@ -195,6 +195,7 @@ impl Running {
         VmExit {
             reason,
             timeline: self.timeline,
+            guest_memory_touched: crate::memory::resident_bytes(&self.machine_parts.memory),
         }
     }
 
