@@ -1,0 +1,199 @@
+//! microVM start against container start, on the same machine, in one run
+//! (`cargo bench --bench vs_container -- [--runs N] [--linux N] [--density K]
+//! [--json FILE] [--svg FILE]`).
+//!
+//! Alternates N starts of each workload:
+//! - `vm-test-guest`: minivmm with the freestanding test guest; marker = its hello line.
+//! - `vm-linux` (with `--linux N`): minivmm with the resources/ Linux guest; marker =
+//!   the console milestone `Run /init` (this host's KVM emulates guest kernel code, so
+//!   Linux cannot reach user space here; the nested harness measures that:
+//!   `cargo bench --bench boot -- --nested`).
+//! - `runc` (and `crun` where it runs): an OCI bundle the bench builds (busybox rootfs)
+//!   whose process prints a marker and exits.
+//!
+//! For each: exec to marker, exec to exit, peak RSS of the monitor process (minivmm or
+//! the runtime, by wait4), and for VMs the guest memory actually touched. Then density:
+//! K of each started at once, start rate and host memory per instance.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "vs_container/report.rs"]
+mod report;
+#[path = "vs_container/runtime.rs"]
+mod runtime;
+
+use common::{
+    guest_initramfs, guest_kernel, host_emulates_guest_code, scratch, test_guest, MINIVMM,
+};
+use report::Series;
+use runtime::{measure, Oci};
+use std::path::PathBuf;
+use std::process::Command;
+
+struct Opts {
+    runs: usize,
+    linux: usize,
+    density: usize,
+    json: PathBuf,
+    svg: PathBuf,
+}
+
+fn opts() -> Opts {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let target = common::repo().join("target");
+    Opts {
+        runs: value("--runs").and_then(|v| v.parse().ok()).unwrap_or(20),
+        linux: value("--linux").and_then(|v| v.parse().ok()).unwrap_or(0),
+        density: value("--density")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20),
+        json: value("--json").map_or(target.join("vs-container.json"), PathBuf::from),
+        svg: value("--svg").map_or(target.join("vs-container.svg"), PathBuf::from),
+    }
+}
+
+fn vm_test_guest() -> Command {
+    let mut c = Command::new(MINIVMM);
+    c.args([
+        "--kernel",
+        test_guest().to_str().unwrap(),
+        "--mem",
+        "128M",
+        "--boot-timeline",
+    ]);
+    c
+}
+
+fn main() {
+    let o = opts();
+    if std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
+        println!("vs_container bench SKIPPED: no usable /dev/kvm on this host");
+        return;
+    }
+    let dir = scratch("vs-container");
+    let mut runtimes = Vec::new();
+    for name in ["runc", "crun"] {
+        match Oci::prepare(name, &dir) {
+            Ok(rt) => runtimes.push(rt),
+            Err(why) => println!("note: {name} left out: {why}"),
+        }
+    }
+    let mut series: Vec<Series> = vec![Series::new("vm-test-guest", true)];
+    series.extend(runtimes.iter().map(|rt| Series::new(rt.name, false)));
+
+    println!(
+        "== start to marker and exit, {} runs each, alternating (ms; RSS of the monitor process)",
+        o.runs
+    );
+    for i in 0..o.runs {
+        let s = measure(vm_test_guest(), "minivmm-test-guest: hello");
+        series[0].push(s);
+        for (k, rt) in runtimes.iter().enumerate() {
+            let s = measure(rt.command(&format!("mvb-{i}"), false), runtime::MARKER);
+            series[k + 1].push(s);
+        }
+    }
+    if o.linux > 0 {
+        linux(&mut series, o.linux, &dir);
+    }
+    report::table(&series);
+    let density = density(&o, &runtimes);
+    report::explain(host_emulates_guest_code());
+    report::write_json(&o.json, &series, &density);
+    report::write_svg(&o.svg, &series);
+    println!("wrote {} and {}", o.json.display(), o.svg.display());
+}
+
+fn linux(series: &mut Vec<Series>, runs: usize, dir: &std::path::Path) {
+    let Some(kernel_dir) = guest_kernel("vs_container linux") else {
+        return;
+    };
+    let initrd = guest_initramfs(dir, false);
+    let mut s = Series::new("vm-linux", true);
+    for _ in 0..runs {
+        let mut c = Command::new(MINIVMM);
+        c.args(["--kernel", kernel_dir.join("vmlinux").to_str().unwrap()])
+            .args([
+                "--initrd",
+                initrd.to_str().unwrap(),
+                "--mem",
+                "256M",
+                "--boot-timeline",
+            ]);
+        if host_emulates_guest_code() {
+            c.args(["--cmdline-preset", "emulated-kvm"]);
+        }
+        s.push(measure(c, "Run /init as init process"));
+    }
+    series.push(s);
+}
+
+/// Start-rate and memory figures of K instances at once.
+pub struct Density {
+    /// Workload name.
+    pub name: String,
+    /// Instances started.
+    pub count: usize,
+    /// Instances that printed their marker.
+    pub ready: usize,
+    /// From the first exec to the last marker.
+    pub seconds: f64,
+    /// Host memory (RSS of every process of an instance) per instance, KiB.
+    pub kib_per_instance: u64,
+}
+
+fn density(o: &Opts, runtimes: &[Oci]) -> Vec<Density> {
+    println!("== density: {} started at once", o.density);
+    let mut out = Vec::new();
+    let vm = |_: usize| {
+        let mut c = vm_test_guest();
+        c.args(["--cmdline", "guest.test=count count.ms=1000"]);
+        c
+    };
+    let vm_stop = |_: usize, child: &std::process::Child| {
+        // SAFETY: signals a child this bench started.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    };
+    out.push(runtime::density(
+        "vm-test-guest",
+        o.density,
+        vm,
+        vm_stop,
+        "minivmm-test-guest: hello",
+    ));
+    for rt in runtimes {
+        let start = |i: usize| rt.command(&format!("mvd-{i}"), true);
+        let stop = |i: usize, _: &std::process::Child| rt.kill(&format!("mvd-{i}"));
+        out.push(runtime::density(
+            rt.name,
+            o.density,
+            start,
+            stop,
+            runtime::MARKER,
+        ));
+        rt.cleanup(o.density);
+    }
+    for d in &out {
+        println!(
+            "{:<16} {:>3}/{:<3} ready in {:>8.1} ms  {:>7.1} starts/s  {:>8} KiB host memory each",
+            d.name,
+            d.ready,
+            d.count,
+            d.seconds * 1000.0,
+            d.ready as f64 / d.seconds.max(1e-9),
+            d.kib_per_instance
+        );
+    }
+    out
+}

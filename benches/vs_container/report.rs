@@ -1,0 +1,260 @@
+//! Figures out of samples: the printed table, the JSON file and the SVG plot.
+
+use crate::Density;
+use std::path::Path;
+
+/// One start.
+pub struct Sample {
+    /// Exec to the marker line, if it came.
+    pub marker_ms: Option<f64>,
+    /// Exec to exit.
+    pub exit_ms: f64,
+    /// Peak RSS of the monitor process (minivmm, or the OCI runtime), KiB.
+    pub rss_kib: u64,
+    /// Guest memory the host held at the end (VMs), KiB.
+    pub touched_kib: Option<u64>,
+    /// Exited with status 0.
+    pub ok: bool,
+}
+
+/// All starts of one workload.
+pub struct Series {
+    pub name: String,
+    pub vm: bool,
+    pub samples: Vec<Sample>,
+}
+
+/// Median, p90, min, max.
+#[derive(Clone, Copy)]
+pub struct Stats {
+    pub median: f64,
+    pub p90: f64,
+    pub min: f64,
+    pub max: f64,
+    pub n: usize,
+}
+
+impl Series {
+    pub fn new(name: &str, vm: bool) -> Self {
+        Self {
+            name: name.to_string(),
+            vm,
+            samples: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, s: Sample) {
+        self.samples.push(s);
+    }
+
+    fn stats(&self, f: impl Fn(&Sample) -> Option<f64>) -> Option<Stats> {
+        let mut v: Vec<f64> = self.samples.iter().filter_map(f).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let at = |p: f64| v[(((v.len() - 1) as f64) * p).round() as usize];
+        Some(Stats {
+            median: at(0.5),
+            p90: at(0.9),
+            min: v[0],
+            max: v[v.len() - 1],
+            n: v.len(),
+        })
+    }
+
+    pub fn marker(&self) -> Option<Stats> {
+        self.stats(|s| s.marker_ms)
+    }
+    pub fn exit(&self) -> Option<Stats> {
+        self.stats(|s| Some(s.exit_ms))
+    }
+    pub fn rss(&self) -> Option<Stats> {
+        self.stats(|s| Some(s.rss_kib as f64 / 1024.0))
+    }
+    pub fn touched(&self) -> Option<Stats> {
+        self.stats(|s| s.touched_kib.map(|k| k as f64 / 1024.0))
+    }
+    fn failures(&self) -> usize {
+        self.samples
+            .iter()
+            .filter(|s| !s.ok || s.marker_ms.is_none())
+            .count()
+    }
+}
+
+fn row(name: &str, what: &str, unit: &str, s: Option<Stats>) {
+    match s {
+        Some(s) => println!(
+            "{name:<16} {what:<22} median {:>10.2} {unit:<3} p90 {:>10.2}  min {:>10.2}  max {:>10.2}  (n={})",
+            s.median, s.p90, s.min, s.max, s.n
+        ),
+        None => println!("{name:<16} {what:<22} -"),
+    }
+}
+
+/// Prints every series and the VM/container ratios of the medians.
+pub fn table(series: &[Series]) {
+    for s in series {
+        row(&s.name, "exec to marker", "ms", s.marker());
+        row(&s.name, "exec to exit", "ms", s.exit());
+        row(&s.name, "monitor peak RSS", "MiB", s.rss());
+        if s.vm {
+            row(&s.name, "guest memory touched", "MiB", s.touched());
+        }
+        if s.failures() > 0 {
+            println!(
+                "{:<16} {} of {} runs failed or printed no marker",
+                s.name,
+                s.failures(),
+                s.samples.len()
+            );
+        }
+    }
+    let containers: Vec<&Series> = series.iter().filter(|s| !s.vm).collect();
+    for vm in series.iter().filter(|s| s.vm) {
+        for c in &containers {
+            let ratio = |a: Option<Stats>, b: Option<Stats>| match (a, b) {
+                (Some(a), Some(b)) if b.median > 0.0 => format!("{:.2}x", a.median / b.median),
+                _ => "-".into(),
+            };
+            println!(
+                "ratio {} / {}: marker {}, exit {}, monitor RSS {}",
+                vm.name,
+                c.name,
+                ratio(vm.marker(), c.marker()),
+                ratio(vm.exit(), c.exit()),
+                ratio(vm.rss(), c.rss())
+            );
+        }
+    }
+}
+
+/// Says which numbers this host limits and which are the VMM's own.
+pub fn explain(emulated: bool) {
+    println!("== reading these numbers");
+    println!(
+        "- vm-test-guest is the VMM's own cost: building the VM, loading a tiny kernel, the first \
+         serial line, and (most of exec-to-exit) the host kernel's VM teardown."
+    );
+    if emulated {
+        println!(
+            "- this host's /dev/kvm is nested and emulates guest kernel code (PLATFORM.md): vm-linux \
+             is bounded by that emulation (minutes, not milliseconds), and its marker is the console's \
+             `Run /init` because guest user space cannot run here. Inside the nested harness (emulated \
+             L1), Linux reaches user space in ~6 s of L1 time: `cargo bench --bench boot -- --nested`."
+        );
+    }
+    println!(
+        "- containers share the host kernel: their start is process, namespace and cgroup set-up by \
+         the runtime; the monitor RSS is the runtime's own process."
+    );
+}
+
+fn stats_json(s: Option<Stats>) -> serde_json::Value {
+    match s {
+        Some(s) => {
+            serde_json::json!({"median": s.median, "p90": s.p90, "min": s.min, "max": s.max, "n": s.n})
+        }
+        None => serde_json::Value::Null,
+    }
+}
+
+/// Writes every figure as JSON.
+pub fn write_json(path: &Path, series: &[Series], density: &[Density]) {
+    let v = serde_json::json!({
+        "series": series.iter().map(|s| serde_json::json!({
+            "name": s.name,
+            "vm": s.vm,
+            "exec_to_marker_ms": stats_json(s.marker()),
+            "exec_to_exit_ms": stats_json(s.exit()),
+            "monitor_peak_rss_mib": stats_json(s.rss()),
+            "guest_memory_touched_mib": stats_json(s.touched()),
+            "failures": s.failures(),
+        })).collect::<Vec<_>>(),
+        "density": density.iter().map(|d| serde_json::json!({
+            "name": d.name,
+            "count": d.count,
+            "ready": d.ready,
+            "seconds_to_all_ready": d.seconds,
+            "starts_per_second": d.ready as f64 / d.seconds.max(1e-9),
+            "host_memory_kib_per_instance": d.kib_per_instance,
+        })).collect::<Vec<_>>(),
+    });
+    if let Err(e) = std::fs::write(path, serde_json::to_string_pretty(&v).unwrap_or_default()) {
+        println!("cannot write {}: {e}", path.display());
+    }
+}
+
+/// A horizontal bar chart of exec-to-marker (median bar, min-max line, p90 tick), log
+/// scale, one bar per series.
+pub fn write_svg(path: &Path, series: &[Series]) {
+    let rows: Vec<(&str, Stats)> = series
+        .iter()
+        .filter_map(|s| Some((s.name.as_str(), s.marker()?)))
+        .collect();
+    let (left, width, bar, gap) = (150.0, 600.0, 22.0, 14.0);
+    let height = 70.0 + rows.len() as f64 * (bar + gap);
+    let lo = rows
+        .iter()
+        .map(|r| r.1.min)
+        .fold(f64::MAX, f64::min)
+        .max(0.1)
+        .log10()
+        .floor();
+    let hi = rows
+        .iter()
+        .map(|r| r.1.max)
+        .fold(0.1, f64::max)
+        .log10()
+        .ceil()
+        .max(lo + 1.0);
+    let x = |ms: f64| left + (ms.max(0.1).log10() - lo) / (hi - lo) * width;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <text x=\"10\" y=\"20\" font-size=\"14\">exec to marker (ms, log scale): bar = median, line = min-max, tick = p90</text>\n",
+        left + width + 40.0
+    );
+    for decade in (lo as i32)..=(hi as i32) {
+        let ms = 10f64.powi(decade);
+        let gx = x(ms);
+        svg += &format!(
+            "<line x1=\"{gx}\" y1=\"35\" x2=\"{gx}\" y2=\"{}\" stroke=\"#ddd\"/><text x=\"{gx}\" y=\"{}\" text-anchor=\"middle\">{ms}</text>\n",
+            height - 25.0,
+            height - 10.0
+        );
+    }
+    for (i, (name, s)) in rows.iter().enumerate() {
+        let y = 40.0 + i as f64 * (bar + gap);
+        let colour = if name.starts_with("vm") {
+            "#3a7bd5"
+        } else {
+            "#e07b39"
+        };
+        svg += &format!(
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{name}</text>\n\
+             <rect x=\"{left}\" y=\"{y}\" width=\"{}\" height=\"{bar}\" fill=\"{colour}\"/>\n\
+             <line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#000\"/>\n\
+             <line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#000\" stroke-width=\"2\"/>\n\
+             <text x=\"{}\" y=\"{}\">{:.1} ms</text>\n",
+            left - 8.0,
+            y + bar * 0.7,
+            (x(s.median) - left).max(1.0),
+            x(s.min),
+            y + bar / 2.0,
+            x(s.max),
+            y + bar / 2.0,
+            x(s.p90),
+            y + 3.0,
+            x(s.p90),
+            y + bar - 3.0,
+            x(s.max) + 6.0,
+            y + bar * 0.7,
+            s.median
+        );
+    }
+    svg += "</svg>\n";
+    if let Err(e) = std::fs::write(path, svg) {
+        println!("cannot write {}: {e}", path.display());
+    }
+}
