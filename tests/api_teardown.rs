@@ -1,5 +1,6 @@
 //! Stopping or dropping a VM's handle ends it within a bounded time and leaves no
-//! threads or descriptors behind (its own test binary: the counts are per process).
+//! threads, descriptors or taps behind (its own test binary, one test: the counts are
+//! per process).
 
 mod common;
 
@@ -54,4 +55,32 @@ fn stop_and_drop_end_the_vm_and_leak_nothing() {
     }
     assert_eq!(fds(), fds_before, "descriptors leaked");
     assert_eq!(threads(), threads_before, "threads leaked");
+    // In the same test: the counts above are per process.
+    created_tap_goes_with_the_handle();
+    assert_eq!(fds(), fds_before, "descriptors leaked by the VM with a tap");
+}
+
+/// A tap the VM created (create=on) goes away with its handle.
+fn created_tap_goes_with_the_handle() {
+    let name = "mvt-api0";
+    let mut net = vmm::NetConfig::new(name);
+    net.create = true;
+    let vm = match VmBuilder::new(test_guest())
+        .cmdline("guest.test=hang")
+        .memory_mib(64)
+        .console(vmm::ConsoleOutput::Null)
+        .net(net)
+        .start()
+    {
+        Ok(vm) => vm,
+        Err(e) if e.to_string().contains("Operation not permitted") => {
+            eprintln!("SKIPPED tap teardown: no CAP_NET_ADMIN here ({e})");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let sys = std::path::Path::new("/sys/class/net").join(name);
+    assert!(sys.exists());
+    drop(vm);
+    assert!(!sys.exists(), "{name} outlived its VM");
 }

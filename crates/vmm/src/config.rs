@@ -89,6 +89,13 @@ impl std::str::FromStr for DiskConfig {
 }
 
 /// A virtio-net interface backed by a host tap.
+///
+/// ```
+/// let net: vmm::NetConfig = "tap=tap0,mac=02:00:00:00:00:01".parse().unwrap();
+/// assert_eq!(net.mac, Some([2, 0, 0, 0, 0, 1]));
+/// let disk: vmm::DiskConfig = "path=data.img,readonly=on".parse().unwrap();
+/// assert!(disk.read_only);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetConfig {
     /// Name of the tap interface on the host.
@@ -235,6 +242,12 @@ pub enum SizeError {
 
 /// Parses `512M`, `1G`, `256MiB`, `1048576K`, or a plain number of MiB. Units are
 /// binary (M = MB = MiB = 2^20 bytes) and case-insensitive.
+///
+/// ```
+/// assert_eq!(vmm::parse_mem_size("512M"), Ok(512 << 20));
+/// assert_eq!(vmm::parse_mem_size("2"), Ok(2 << 20));
+/// assert!(vmm::parse_mem_size("lots").is_err());
+/// ```
 pub fn parse_mem_size(text: &str) -> Result<u64, SizeError> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());

@@ -33,6 +33,15 @@ pub struct ConsoleStream {
 }
 
 /// A connected sink and stream.
+///
+/// ```
+/// use std::io::Write;
+/// use std::time::Duration;
+/// let (mut sink, mut stream) = vmm::console_stream();
+/// sink.write_all(b"booting\nMINIVMM-GUEST: user space reached\n").unwrap();
+/// let line = stream.wait_for("user space", Duration::from_secs(1));
+/// assert_eq!(line.as_deref(), Some("MINIVMM-GUEST: user space reached"));
+/// ```
 pub fn console_stream() -> (ConsoleSink, ConsoleStream) {
     let (tx, rx) = channel();
     (
