@@ -96,16 +96,27 @@ fn main() {
         "== start to marker and exit, {} runs each, alternating (ms; RSS of the monitor process)",
         o.runs
     );
-    for i in 0..o.runs {
-        let s = measure(vm_test_guest(), "minivmm-test-guest: hello");
-        series[0].push(s);
-        for (k, rt) in runtimes.iter().enumerate() {
-            let s = measure(rt.command(&format!("mvb-{i}"), false), runtime::MARKER);
-            series[k + 1].push(s);
+    let linux = if o.linux > 0 {
+        linux_command(&dir)
+    } else {
+        None
+    };
+    let mut linux_series = Series::new("vm-linux", true);
+    for i in 0..o.runs.max(o.linux) {
+        if i < o.runs {
+            let s = measure(vm_test_guest(), "minivmm-test-guest: hello");
+            series[0].push(s);
+            for (k, rt) in runtimes.iter().enumerate() {
+                let s = measure(rt.command(&format!("mvb-{i}"), false), runtime::MARKER);
+                series[k + 1].push(s);
+            }
+        }
+        if let (true, Some(make)) = (i < o.linux, &linux) {
+            linux_series.push(measure(make(), "Run /init as init process"));
         }
     }
-    if o.linux > 0 {
-        linux(&mut series, o.linux, &dir);
+    if !linux_series.samples.is_empty() {
+        series.push(linux_series);
     }
     report::table(&series);
     let density = density(&o, &runtimes);
@@ -115,28 +126,24 @@ fn main() {
     println!("wrote {} and {}", o.json.display(), o.svg.display());
 }
 
-fn linux(series: &mut Vec<Series>, runs: usize, dir: &std::path::Path) {
-    let Some(kernel_dir) = guest_kernel("vs_container linux") else {
-        return;
-    };
+/// How to start the resources/ Linux guest, if its kernel is there.
+fn linux_command(dir: &std::path::Path) -> Option<impl Fn() -> Command> {
+    let kernel = guest_kernel("vs_container linux")?.join("vmlinux");
     let initrd = guest_initramfs(dir, false);
-    let mut s = Series::new("vm-linux", true);
-    for _ in 0..runs {
+    Some(move || {
         let mut c = Command::new(MINIVMM);
-        c.args(["--kernel", kernel_dir.join("vmlinux").to_str().unwrap()])
-            .args([
-                "--initrd",
-                initrd.to_str().unwrap(),
-                "--mem",
-                "256M",
-                "--boot-timeline",
-            ]);
+        c.args(["--kernel", kernel.to_str().unwrap()]).args([
+            "--initrd",
+            initrd.to_str().unwrap(),
+            "--mem",
+            "256M",
+            "--boot-timeline",
+        ]);
         if host_emulates_guest_code() {
             c.args(["--cmdline-preset", "emulated-kvm"]);
         }
-        s.push(measure(c, "Run /init as init process"));
-    }
-    series.push(s);
+        c
+    })
 }
 
 /// Start-rate and memory figures of K instances at once.

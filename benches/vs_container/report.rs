@@ -13,6 +13,8 @@ pub struct Sample {
     pub rss_kib: u64,
     /// Guest memory the host held at the end (VMs), KiB.
     pub touched_kib: Option<u64>,
+    /// The guest's boot-timer write on minivmm's timeline (VMs that write it), ms.
+    pub boot_timer_ms: Option<f64>,
     /// Exited with status 0.
     pub ok: bool,
 }
@@ -72,6 +74,9 @@ impl Series {
     pub fn rss(&self) -> Option<Stats> {
         self.stats(|s| Some(s.rss_kib as f64 / 1024.0))
     }
+    pub fn boot_timer(&self) -> Option<Stats> {
+        self.stats(|s| s.boot_timer_ms)
+    }
     pub fn touched(&self) -> Option<Stats> {
         self.stats(|s| s.touched_kib.map(|k| k as f64 / 1024.0))
     }
@@ -101,6 +106,9 @@ pub fn table(series: &[Series]) {
         row(&s.name, "monitor peak RSS", "MiB", s.rss());
         if s.vm {
             row(&s.name, "guest memory touched", "MiB", s.touched());
+            if s.boot_timer().is_some() {
+                row(&s.name, "boot-timer write", "ms", s.boot_timer());
+            }
         }
         if s.failures() > 0 {
             println!(
@@ -170,6 +178,7 @@ pub fn write_json(path: &Path, series: &[Series], density: &[Density]) {
             "exec_to_exit_ms": stats_json(s.exit()),
             "monitor_peak_rss_mib": stats_json(s.rss()),
             "guest_memory_touched_mib": stats_json(s.touched()),
+            "boot_timer_write_ms": stats_json(s.boot_timer()),
             "failures": s.failures(),
         })).collect::<Vec<_>>(),
         "density": density.iter().map(|d| serde_json::json!({

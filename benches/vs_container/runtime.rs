@@ -45,11 +45,16 @@ pub fn measure(mut cmd: Command, marker: &str) -> Sample {
         .lines()
         .find(|l| l.starts_with("guest-memory-touched"))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok());
+    let boot_timer_ms = stderr
+        .lines()
+        .find(|l| l.starts_with("boot-timeline boot_timer"))
+        .and_then(|l| l.split_whitespace().nth(2)?.parse().ok());
     Sample {
         marker_ms,
         exit_ms,
         rss_kib: usage.ru_maxrss as u64,
         touched_kib,
+        boot_timer_ms,
         ok: pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
     }
 }
