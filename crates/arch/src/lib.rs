@@ -9,6 +9,8 @@
 //! - `VcpuSetup` / `configure_vcpu(...)`: registers, CPUID, MSRs and interrupt lines;
 //! - `configure_system(...)`: the boot structures the guest kernel reads.
 
+#[cfg(target_arch = "aarch64")]
+pub mod aarch64;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
 #[cfg(target_arch = "x86_64")]

@@ -113,18 +113,14 @@ pub(crate) fn internal_error_info(fd: &mut VcpuFd, mem: &GuestMemoryMmap) -> Int
     // SAFETY: the exit reason is KVM_EXIT_INTERNAL_ERROR, so `internal` is the active
     // member of the kvm_run exit union.
     let suberror = unsafe { fd.get_kvm_run().__bindgen_anon_1.internal.suberror };
-    let rip = fd.get_regs().map(|r| r.rip).unwrap_or(0);
+    let rip = crate::arch::program_counter(fd);
     let mut instruction = Vec::new();
-    if let Ok(t) = fd.translate_gva(rip) {
-        if t.valid != 0 {
-            let mut buf = [0u8; MAX_INSN_LEN];
-            // Read byte by byte so an instruction at the end of RAM still shows its start.
-            for (i, b) in buf.iter_mut().enumerate() {
-                match mem.read_obj::<u8>(GuestAddress(t.physical_address + i as u64)) {
-                    Ok(v) => *b = v,
-                    Err(_) => break,
-                }
-                instruction.push(*b);
+    if let Some(physical) = crate::arch::guest_physical(fd, rip) {
+        // Read byte by byte so an instruction at the end of RAM still shows its start.
+        for i in 0..MAX_INSN_LEN as u64 {
+            match mem.read_obj::<u8>(GuestAddress(physical + i)) {
+                Ok(v) => instruction.push(v),
+                Err(_) => break,
             }
         }
     }

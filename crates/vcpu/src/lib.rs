@@ -1,6 +1,7 @@
 //! vCPUs: the KVM_RUN loop of one vCPU thread, which hands port I/O and MMIO exits to
 //! the buses and turns every other exit into a [`VcpuExitReason`] for the VMM.
 
+mod arch;
 mod exit;
 mod kick;
 mod state;
@@ -72,7 +73,7 @@ impl Vcpu {
                 Outcome::Continue => {}
                 Outcome::Done(reason) => return reason,
                 Outcome::TripleFault => {
-                    let rip = self.fd.get_regs().map(|r| r.rip).unwrap_or(0);
+                    let rip = arch::program_counter(&self.fd);
                     return VcpuExitReason::TripleFault { rip };
                 }
                 Outcome::InternalError => {
