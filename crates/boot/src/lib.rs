@@ -1,10 +1,14 @@
 //! Loading what a guest boots from: the kernel image (format detected from the file),
 //! the initrd, and the kernel command line with its defaults and presets.
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 pub mod cmdline;
 pub mod initrd;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
+#[cfg(target_arch = "aarch64")]
+pub use crate::aarch64::{load_kernel, KernelFormat, LoadedKernel};
 #[cfg(target_arch = "x86_64")]
 pub use crate::x86_64::{load_kernel, KernelFormat, LoadedKernel};
 
