@@ -7,8 +7,13 @@ use std::str::FromStr;
 
 /// Default kernel command line. `--cmdline` text is appended to it, unless the user
 /// asks to drop it (`--no-default-cmdline`).
+#[cfg(target_arch = "x86_64")]
 pub const DEFAULT_CMDLINE: &str =
     "console=ttyS0 reboot=k panic=1 pci=off nomodules i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd";
+/// Default kernel command line. `--cmdline` text is appended to it, unless the user
+/// asks to drop it (`--no-default-cmdline`). Reset and power-off go through PSCI.
+#[cfg(target_arch = "aarch64")]
+pub const DEFAULT_CMDLINE: &str = "console=ttyS0 panic=1 nomodules";
 
 /// Command-line additions needed on nested, paging-only KVM hosts that emulate guest
 /// kernel code instruction by instruction (see docs/PLATFORM notes): keep the kernel

@@ -4,23 +4,20 @@
 use crate::config::VmConfig;
 use crate::console::console_writer;
 use crate::error::VmmError;
-use crate::legacy::{self, LegacyDevices};
 use crate::memory::create_guest_memory;
+use crate::platform::{self, PlatformDevices};
 use crate::timeline::{BootEvent, Timeline};
 use crate::virtio_devices;
-use arch::layout::{CMDLINE_MAX_SIZE, CMDLINE_START};
-use arch::{BootInfo, InitrdRange, VcpuSetup};
 use devices::virtio::block::{disk::Disk, Block};
 use devices::virtio::net::{default_mac, tap::Tap, Net};
 use devices::virtio::VirtioDevice;
-use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 use kvm_ioctls::{Kvm, VmFd};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use vcpu::{RunState, Vcpu, VcpuContext};
-use vm_memory::{GuestAddress, GuestMemoryMmap};
+use vm_memory::GuestMemoryMmap;
 
 /// A built VM: everything that must live as long as it runs.
 pub struct Machine {
@@ -36,8 +33,10 @@ pub struct Machine {
     pub virtio: Vec<crate::virtio_devices::VirtioSlot>,
     /// Tells vCPUs to park or leave their loops.
     pub state: Arc<RunState>,
-    /// The ACPI power-management registers (power button).
-    pub acpi_pm: Arc<Mutex<devices::acpi_pm::AcpiPmDevice>>,
+    /// The ACPI power-management registers (power button), where the platform has them.
+    pub acpi_pm: Option<Arc<Mutex<devices::acpi_pm::AcpiPmDevice>>>,
+    /// Architecture state that must live as long as the VM (the aarch64 GIC).
+    pub _arch: platform::ArchState,
     /// Guest RAM (kept alive while the VM fd exists).
     pub memory: GuestMemoryMmap,
     /// The VM fd.
@@ -80,37 +79,36 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
     // on nested hosts, 0.2 ms without).
     let memory = create_guest_memory(&vm_fd, config.mem_size)?;
     timeline.record(BootEvent::MemoryMapped);
-    arch::setup_vm(&vm_fd)?;
+    platform::before_vcpus(&vm_fd)?;
+    let (vcpu_fds, arch_state) = platform::create_vcpus(&vm_fd, vcpu_count)?;
 
     let output = std::mem::replace(
         &mut config.console_output,
         crate::config::ConsoleOutput::Null,
     );
     let console = console_writer(output, timeline.clone())?;
-    let LegacyDevices {
+    let PlatformDevices {
         io_bus,
         mut mmio_bus,
         serial,
         reset_evt,
         poweroff_evt,
         acpi_pm,
-    } = legacy::attach(&vm_fd, console, timeline)?;
+    } = platform::attach_devices(&vm_fd, console, timeline)?;
 
     let mut virtio = Vec::new();
-    let mut device_args = Vec::new();
+    let mut infos = Vec::new();
     for device in virtio_device_models(&config)? {
         let index = virtio.len();
-        let (slot, arg) = virtio_devices::attach(&vm_fd, &mut mmio_bus, &memory, index, device)?;
+        let (slot, info) = virtio_devices::attach(&vm_fd, &mut mmio_bus, &memory, index, device)?;
         virtio.push(slot);
-        device_args.push(arg);
+        infos.push(info);
     }
 
-    let entry = load_boot_payload(&config, &memory, usize::from(vcpu_count), &device_args)?;
+    let boot = platform::load_payload(&config, &memory, vcpu_count, &infos, &arch_state)?;
     timeline.record(BootEvent::KernelLoaded);
+    platform::configure_vcpus(&kvm, &vcpu_fds, &memory, &boot)?;
 
-    let base_cpuid = kvm
-        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-        .map_err(VmmError::SupportedCpuid)?;
     let state = Arc::new(RunState::new());
     let ctx = VcpuContext {
         io_bus,
@@ -118,20 +116,11 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
         memory: memory.clone(),
         state: state.clone(),
     };
-    let mut vcpus = Vec::with_capacity(usize::from(vcpu_count));
-    for id in 0..vcpu_count {
-        let fd = vm_fd
-            .create_vcpu(u64::from(id))
-            .map_err(|e| VmmError::CreateVcpu(id, e))?;
-        let setup = VcpuSetup {
-            id,
-            count: vcpu_count,
-            base_cpuid: &base_cpuid,
-            entry,
-        };
-        arch::configure_vcpu(&fd, &memory, &setup)?;
-        vcpus.push(Vcpu::new(id, fd, ctx.clone()));
-    }
+    let vcpus = vcpu_fds
+        .into_iter()
+        .enumerate()
+        .map(|(id, fd)| Vcpu::new(id as u8, fd, ctx.clone()))
+        .collect();
     Ok(Machine {
         vcpus,
         serial,
@@ -140,6 +129,7 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
         virtio,
         state,
         acpi_pm,
+        _arch: arch_state,
         memory,
         vm_fd,
     })
@@ -163,54 +153,4 @@ fn virtio_device_models(config: &VmConfig) -> Result<Vec<Box<dyn VirtioDevice>>,
         models.push(Box::new(Net::new(&net.tap, Box::new(tap), mac)));
     }
     Ok(models)
-}
-
-/// Loads kernel, initrd and command line and writes the boot structures; returns the
-/// kernel's entry point.
-fn load_boot_payload(
-    config: &VmConfig,
-    memory: &GuestMemoryMmap,
-    vcpus: usize,
-    device_args: &[String],
-) -> Result<GuestAddress, VmmError> {
-    let low_end = arch::low_memory_end(memory);
-    let kernel = boot::load_kernel(memory, &config.kernel, low_end)?;
-    let initrd_top = kernel
-        .setup_header
-        .map(|h| u64::from(h.initrd_addr_max) + 1)
-        .filter(|max| *max > 1)
-        .unwrap_or(u64::from(u32::MAX))
-        .min(low_end);
-    let initrd = match &config.initrd {
-        Some(path) => {
-            let (addr, size) = boot::initrd::load_initrd(memory, path, kernel.end, initrd_top)?;
-            Some(InitrdRange { addr, size })
-        }
-        None => None,
-    };
-    let mut cmdline = boot::cmdline::build_cmdline(
-        config.default_cmdline,
-        config.cmdline_preset,
-        config.cmdline.as_deref(),
-        CMDLINE_MAX_SIZE,
-    )?;
-    for arg in device_args {
-        boot::cmdline::append(&mut cmdline, arg, CMDLINE_MAX_SIZE)?;
-    }
-    let cmdline_len = cmdline
-        .as_cstring()
-        .map(|c| c.as_bytes().len())
-        .map_err(|e| boot::BootError::Cmdline(e.to_string()))?;
-    linux_loader::loader::load_cmdline(memory, GuestAddress(CMDLINE_START), &cmdline)
-        .map_err(|_| boot::BootError::CmdlineWrite)?;
-    log::debug!("kernel command line: {:?}", cmdline.as_cstring());
-    let info = BootInfo {
-        header: kernel.setup_header,
-        cmdline_addr: GuestAddress(CMDLINE_START),
-        cmdline_len,
-        initrd,
-        acpi_rsdp: None,
-    };
-    arch::configure_system(memory, vcpus, info)?;
-    Ok(kernel.entry)
 }

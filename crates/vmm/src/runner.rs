@@ -77,7 +77,8 @@ pub(crate) struct Running {
 struct MachineParts {
     serial: Arc<Mutex<devices::serial::SerialDevice>>,
     state: Arc<RunState>,
-    acpi_pm: Arc<Mutex<devices::acpi_pm::AcpiPmDevice>>,
+    acpi_pm: Option<Arc<Mutex<devices::acpi_pm::AcpiPmDevice>>>,
+    _arch: crate::platform::ArchState,
     memory: vm_memory::GuestMemoryMmap,
     _vm_fd: kvm_ioctls::VmFd,
 }
@@ -134,6 +135,7 @@ pub(crate) fn launch(
             serial: machine.serial,
             state,
             acpi_pm: machine.acpi_pm,
+            _arch: machine._arch,
             memory: machine.memory,
             _vm_fd: machine.vm_fd,
         },
@@ -267,11 +269,10 @@ impl Running {
                 Ok(())
             }
             Request::PowerButton => {
-                let mut pm = self
-                    .machine_parts
-                    .acpi_pm
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
+                let Some(pm) = &self.machine_parts.acpi_pm else {
+                    return Err("this platform has no ACPI power button".into());
+                };
+                let mut pm = pm.lock().unwrap_or_else(|p| p.into_inner());
                 if pm.press_power_button() {
                     Ok(())
                 } else {

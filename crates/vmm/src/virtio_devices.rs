@@ -4,6 +4,7 @@
 //! event loop then processes each queue when its eventfd fires.
 
 use crate::error::VmmError;
+use crate::platform::MmioDeviceInfo;
 use arch::layout::{VIRTIO_IRQ_BASE, VIRTIO_IRQ_MAX, VIRTIO_MMIO_SLOT_SIZE, VIRTIO_MMIO_START};
 use devices::virtio::mmio::MmioTransport;
 use devices::virtio::{VirtioDevice, VirtioInterrupt};
@@ -41,15 +42,15 @@ pub fn slot_resources(index: usize) -> Result<(u64, u32), VmmError> {
     ))
 }
 
-/// Attaches `device` as virtio-mmio device number `index`; returns its slot and the
-/// kernel command-line entry that tells the guest about it.
+/// Attaches `device` as virtio-mmio device number `index`; returns its slot and what
+/// the guest must be told about it.
 pub fn attach(
     vm: &VmFd,
     mmio_bus: &mut Bus,
     memory: &GuestMemoryMmap,
     index: usize,
     device: Box<dyn VirtioDevice>,
-) -> Result<(VirtioSlot, String), VmmError> {
+) -> Result<(VirtioSlot, MmioDeviceInfo), VmmError> {
     let (base, irq) = slot_resources(index)?;
     let irq_evt = EventFd::new(EFD_NONBLOCK).map_err(VmmError::EventFd)?;
     vm.register_irqfd(&irq_evt, irq)
@@ -73,14 +74,18 @@ pub fn attach(
     );
     let transport = Arc::new(Mutex::new(transport));
     mmio_bus.insert(transport.clone(), base, VIRTIO_MMIO_SLOT_SIZE)?;
-    let arg = format!("virtio_mmio.device=4K@{base:#x}:{irq}");
+    let info = MmioDeviceInfo {
+        base,
+        size: VIRTIO_MMIO_SLOT_SIZE,
+        irq,
+    };
     Ok((
         VirtioSlot {
             transport,
             queue_evts,
             backend_fds,
         },
-        arg,
+        info,
     ))
 }
 

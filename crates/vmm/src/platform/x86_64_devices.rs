@@ -2,6 +2,7 @@
 //! irqfd), the i8042 controller (reset line), the ACPI power-management registers
 //! (power-off and reset), and the boot-timer MMIO byte.
 
+use super::{eventfd, PlatformDevices};
 use crate::error::VmmError;
 use crate::timeline::{BootEvent, Timeline};
 use arch::layout;
@@ -13,34 +14,13 @@ use devices::trigger::EventFdTrigger;
 use devices::Bus;
 use kvm_ioctls::VmFd;
 use std::sync::{Arc, Mutex};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
-
-/// The buses with the legacy devices on them, and the handles the VMM keeps.
-pub struct LegacyDevices {
-    /// Port I/O bus.
-    pub io_bus: Bus,
-    /// MMIO bus.
-    pub mmio_bus: Bus,
-    /// The serial console, also fed by the event loop.
-    pub serial: Arc<Mutex<SerialDevice>>,
-    /// Written by the i8042 or the ACPI reset register when the guest asks for a reset.
-    pub reset_evt: EventFd,
-    /// Written by the ACPI sleep control register when the guest powers off.
-    pub poweroff_evt: EventFd,
-    /// The ACPI power-management registers, whose power button the VMM presses.
-    pub acpi_pm: Arc<Mutex<AcpiPmDevice>>,
-}
-
-fn eventfd() -> Result<EventFd, VmmError> {
-    EventFd::new(EFD_NONBLOCK).map_err(VmmError::EventFd)
-}
 
 /// Creates the legacy devices and places them on fresh buses.
 pub fn attach(
     vm: &VmFd,
     console: ConsoleWriter,
     timeline: &Timeline,
-) -> Result<LegacyDevices, VmmError> {
+) -> Result<PlatformDevices, VmmError> {
     let mut io_bus = Bus::new();
     let mut mmio_bus = Bus::new();
 
@@ -97,12 +77,12 @@ pub fn attach(
         layout::BOOT_TIMER_SIZE,
     )?;
 
-    Ok(LegacyDevices {
+    Ok(PlatformDevices {
         io_bus,
         mmio_bus,
         serial,
         reset_evt,
         poweroff_evt,
-        acpi_pm,
+        acpi_pm: Some(acpi_pm),
     })
 }
