@@ -51,6 +51,9 @@ mkdir -p "$stage"/{bin,dev,proc,sys,tmp,lib,l2}
 cp /bin/busybox "$stage/bin/busybox"
 cp "$minivmm" "$stage/bin/minivmm"
 cp "$l1_dir"/*.ko* "$stage/lib/"
+for m in irqbypass kvm kvm-amd tun loop; do
+    (cd "$stage/lib" && ls $m.ko*) >> "$stage/lib/modules.list"
+done
 cp "$kernel_dir/vmlinux" "$kernel_dir/bzImage" "$stage/l2/"
 "$repo/resources/guest/build-initramfs.sh" "$stage/l2/initramfs.cpio" >/dev/null
 "$repo/resources/guest/build-initramfs.sh" "$stage/l2/initramfs.cpio.gz" --gzip >/dev/null

@@ -87,7 +87,7 @@ pub enum VmmError {
 
 fn kvm_hint(err: &std::io::Error) -> &'static str {
     match err.kind() {
-        std::io::ErrorKind::NotFound => " (is KVM enabled? load kvm_intel or kvm_amd)",
+        std::io::ErrorKind::NotFound => " (is KVM enabled? on x86 load kvm_intel or kvm_amd)",
         std::io::ErrorKind::PermissionDenied => {
             " (add your user to the 'kvm' group, or run as root)"
         }
