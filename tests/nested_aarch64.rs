@@ -1,7 +1,9 @@
 //! The aarch64 build of minivmm, end to end under emulation: tests/nested/harness-aarch64.sh
 //! boots Debian's arm64 kernel in qemu-system-aarch64 (TCG, EL2, GICv3) as L1, where
 //! minivmm boots the same kernel as L2 to user space: with a read-only virtio-blk disk
-//! it reads (then PSCI SYSTEM_OFF), and with two vCPUs (then PSCI SYSTEM_RESET).
+//! it reads (then PSCI SYSTEM_OFF), with two vCPUs (then PSCI SYSTEM_RESET), and with
+//! virtio-net on a tap (DHCP, ping, download and upload checked by checksum). A second
+//! L1 with a GICv2 makes minivmm fall back to a GICv2 for its guest.
 
 mod common;
 
@@ -45,29 +47,17 @@ fn user_space(out: &str, rc: i32, cpus: u32) {
     );
 }
 
-#[test]
-fn aarch64_minivmm_boots_linux_to_user_space_under_emulation() {
-    if std::env::var_os("MINIVMM_SKIP_NESTED_TESTS").is_some() {
-        eprintln!("SKIPPED aarch64 nested harness: MINIVMM_SKIP_NESTED_TESTS is set");
-        return;
-    }
-    let dir = scratch("nested-aarch64");
-    let scenario = dir.join("scenario.sh");
-    std::fs::write(
-        &scenario,
-        r#"
-echo "L1: ro.img sha256=$(sha256sum /l2/ro.img | cut -d' ' -f1)"
-run_l2 a64-disk --kernel /l2/Image --initrd /l2/initramfs.cpio --mem 256M --disk path=/l2/ro.img,readonly=on,id=a64-ro --cmdline minivmm.action=disk-read
-run_l2 a64-2cpu --kernel /l2/Image --initrd /l2/initramfs.cpio --mem 256M --cpus 2
-"#,
-    )
-    .unwrap();
+/// Boots L1 (with a GICv`gic`) on `scenario`; returns L1's console.
+fn run_harness(name: &str, gic: u32, scenario: &str) -> String {
+    let dir = scratch(name);
+    let scenario_path = dir.join("scenario.sh");
+    std::fs::write(&scenario_path, scenario).unwrap();
     let log_path = dir.join("l1.log");
-    let started = std::time::Instant::now();
     let status = Command::new(repo().join("tests/nested/harness-aarch64.sh"))
-        .arg(&scenario)
+        .arg(&scenario_path)
         .arg(&log_path)
         .env("MINIVMM_L2_TIMEOUT", "400")
+        .env("MINIVMM_A64_GIC", gic.to_string())
         .status()
         .expect("run the aarch64 harness");
     let log = std::fs::read_to_string(&log_path)
@@ -79,9 +69,31 @@ run_l2 a64-2cpu --kernel /l2/Image --initrd /l2/initramfs.cpio --mem 256M --cpus
         "L1 has no /dev/kvm:\n{log}"
     );
     assert!(log.contains("=== L1 DONE"), "L1 did not finish:\n{log}");
+    log
+}
+
+#[test]
+fn aarch64_minivmm_boots_linux_to_user_space_under_emulation() {
+    if std::env::var_os("MINIVMM_SKIP_NESTED_TESTS").is_some() {
+        eprintln!("SKIPPED aarch64 nested harness: MINIVMM_SKIP_NESTED_TESTS is set");
+        return;
+    }
+    let started = std::time::Instant::now();
+    let log = run_harness(
+        "nested-aarch64",
+        3,
+        r#"
+echo "L1: ro.img sha256=$(sha256sum /l2/ro.img | cut -d' ' -f1)"
+run_l2 a64-disk --kernel /l2/Image --initrd /l2/initramfs.cpio --mem 256M --disk path=/l2/ro.img,readonly=on,id=a64-ro --cmdline minivmm.action=disk-read --log-level info
+run_l2 a64-2cpu --kernel /l2/Image --initrd /l2/initramfs.cpio --mem 256M --cpus 2
+NET_BIG_MIB=4 run_l2_net a64-net mvm0 --kernel /l2/Image --initrd /l2/initramfs.cpio --mem 256M --net tap=mvm0,create=on --cmdline minivmm.action=net --log-level info
+"#,
+    );
+    let v3_wall = started.elapsed();
 
     let (disk, rc) = section(&log, "a64-disk");
     user_space(disk, rc, 1);
+    assert!(!disk.contains("the guest gets a GICv2"), "{disk}");
     // The disk the guest read is the file L1 gave minivmm, read-only, 1 MiB.
     let want = value(&log, "L1: ro.img sha256=");
     assert_eq!(want.len(), 64, "{log}");
@@ -100,10 +112,44 @@ run_l2 a64-2cpu --kernel /l2/Image --initrd /l2/initramfs.cpio --mem 256M --cpus
     // PSCI SYSTEM_RESET from `reboot -f`.
     assert!(smp.contains("reboot: Restarting system"), "{smp}");
 
+    // virtio-net unchanged on aarch64: lease, ping, and transfers checked both ways.
+    let (net, rc) = section(&log, "a64-net");
+    assert_eq!(rc, 0, "{net}");
+    for line in [
+        "lease of 10.0.2.15 obtained",
+        "MINIVMM-GUEST: ping 3 packets transmitted, 3 packets received",
+        "L1: mvm0 removed",
+    ] {
+        assert!(net.contains(line), "missing '{line}':\n{net}");
+    }
+    for (guest, host) in [
+        ("MINIVMM-GUEST: small sha256=", "L1: small sha256="),
+        ("MINIVMM-GUEST: big sha256=", "L1: big sha256="),
+        ("MINIVMM-GUEST: upload sha256=", "L1: upload sha256="),
+    ] {
+        let g = value(net, guest);
+        assert_eq!(g.len(), 64, "no checksum after '{guest}':\n{net}");
+        assert_eq!(g, value(net, host), "{net}");
+    }
+
+    // An L1 with a GICv2: minivmm falls back to a GICv2 and the guest still boots.
+    let log = run_harness(
+        "nested-aarch64-gicv2",
+        2,
+        "run_l2 a64-gicv2 --kernel /l2/Image --initrd /l2/initramfs.cpio --mem 256M --log-level info\n",
+    );
+    let (v2, rc) = section(&log, "a64-gicv2");
+    user_space(v2, rc, 1);
+    assert!(v2.contains("the guest gets a GICv2"), "{v2}");
     println!(
-        "aarch64 nested: {:.0} s wall; L2 boot timer (ms since minivmm start): disk {}, 2 vCPUs {}",
-        started.elapsed().as_secs_f64(),
+        "aarch64 nested: GICv3 L1 {:.0} s wall, GICv2 L1 {:.0} s; L2 boot timer (ms since minivmm start): disk {}, 2 vCPUs {}, GICv2 {}; {}",
+        v3_wall.as_secs_f64(),
+        (started.elapsed() - v3_wall).as_secs_f64(),
         value(disk, "boot-timeline boot_timer"),
-        value(smp, "boot-timeline boot_timer")
+        value(smp, "boot-timeline boot_timer"),
+        value(v2, "boot-timeline boot_timer"),
+        net.lines()
+            .find(|l| l.contains("MINIVMM-GUEST: net download="))
+            .unwrap_or("no net throughput line")
     );
 }

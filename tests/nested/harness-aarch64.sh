@@ -7,6 +7,8 @@
 #
 # Usage: tests/nested/harness-aarch64.sh SCENARIO.sh OUTPUT.log
 # SCENARIO.sh runs inside L1 with l1-lib.sh's helpers, exactly as with harness.sh.
+# MINIVMM_A64_GIC=2 gives L1 a GICv2 (with virtualization extensions) instead of a
+# GICv3, so minivmm must fall back to a GICv2 for its guest.
 # Artifacts are cached in $MINIVMM_CACHE_DIR (default ~/.cache/minivmm).
 set -euo pipefail
 
@@ -88,10 +90,11 @@ mknod -m 600 "$stage/dev/console" c 5 1
 (cd "$stage" && find . -print0 | cpio --null -o -H newc --quiet) > "$stage.cpio"
 
 # --- Boot L1 under TCG --------------------------------------------------------------
-log "booting L1 ($pkg) under qemu-system-aarch64 TCG; scenario $(basename "$scenario")"
+gic=${MINIVMM_A64_GIC:-3}
+log "booting L1 ($pkg, GICv$gic) under qemu-system-aarch64 TCG; scenario $(basename "$scenario")"
 start=$(date +%s.%N)
 set +e
-timeout "$timeout_s" qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu max \
+timeout "$timeout_s" qemu-system-aarch64 -M "virt,virtualization=on,gic-version=$gic" -cpu max \
     -smp 2 -m 2048 -display none -monitor none -serial stdio -no-reboot \
     -kernel "$a64/Image" -initrd "$stage.cpio" \
     -append "console=ttyAMA0 panic=-1 quiet loglevel=3" < /dev/null > "$output" 2>&1

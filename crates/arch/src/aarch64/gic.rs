@@ -63,35 +63,38 @@ fn create(vm: &VmFd, type_: u32) -> Result<DeviceFd, kvm_ioctls::Error> {
     vm.create_device(&mut dev)
 }
 
+/// The address attributes of each GIC version: (what, KVM address type, address).
+pub fn address_regions(version: GicVersion) -> [(&'static str, u32, u64); 2] {
+    match version {
+        GicVersion::V3 => [
+            ("v3 distributor", KVM_VGIC_V3_ADDR_TYPE_DIST, GIC_DIST_ADDR),
+            (
+                "v3 redistributors",
+                KVM_VGIC_V3_ADDR_TYPE_REDIST,
+                GIC_REDIST_ADDR,
+            ),
+        ],
+        GicVersion::V2 => [
+            ("v2 distributor", KVM_VGIC_V2_ADDR_TYPE_DIST, GIC_DIST_ADDR),
+            ("v2 CPU interface", KVM_VGIC_V2_ADDR_TYPE_CPU, GIC_CPU_ADDR),
+        ],
+    }
+}
+
 /// Creates and initialises the GIC for a VM whose vCPUs all exist.
 pub fn create_gic(vm: &VmFd) -> Result<Gic, GicError> {
     // The attribute values are pointers to the addresses, which must outlive the calls.
-    let (fd, version, regions) = match create(vm, kvm_device_type_KVM_DEV_TYPE_ARM_VGIC_V3) {
-        Ok(fd) => (
-            fd,
-            GicVersion::V3,
-            [
-                ("v3 distributor", KVM_VGIC_V3_ADDR_TYPE_DIST, GIC_DIST_ADDR),
-                (
-                    "v3 redistributors",
-                    KVM_VGIC_V3_ADDR_TYPE_REDIST,
-                    GIC_REDIST_ADDR,
-                ),
-            ],
-        ),
+    let (fd, version) = match create(vm, kvm_device_type_KVM_DEV_TYPE_ARM_VGIC_V3) {
+        Ok(fd) => (fd, GicVersion::V3),
         Err(v3) => match create(vm, kvm_device_type_KVM_DEV_TYPE_ARM_VGIC_V2) {
-            Ok(fd) => (
-                fd,
-                GicVersion::V2,
-                [
-                    ("v2 distributor", KVM_VGIC_V2_ADDR_TYPE_DIST, GIC_DIST_ADDR),
-                    ("v2 CPU interface", KVM_VGIC_V2_ADDR_TYPE_CPU, GIC_CPU_ADDR),
-                ],
-            ),
+            Ok(fd) => {
+                log::info!("no GICv3 on this host ({v3}); the guest gets a GICv2");
+                (fd, GicVersion::V2)
+            }
             Err(v2) => return Err(GicError::Create(v3, v2)),
         },
     };
-    for (what, kind, address) in regions {
+    for (what, kind, address) in address_regions(version) {
         let address: u64 = address;
         attr(
             &fd,
@@ -117,4 +120,38 @@ pub fn create_gic(vm: &VmFd) -> Result<Gic, GicError> {
         0,
     )?;
     Ok(Gic { _fd: fd, version })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_version_gets_its_own_address_attributes() {
+        let v3 = address_regions(GicVersion::V3);
+        assert_eq!(
+            (v3[0].1, v3[0].2),
+            (KVM_VGIC_V3_ADDR_TYPE_DIST, 0x0800_0000)
+        );
+        assert_eq!(
+            (v3[1].1, v3[1].2),
+            (KVM_VGIC_V3_ADDR_TYPE_REDIST, 0x080a_0000)
+        );
+        let v2 = address_regions(GicVersion::V2);
+        assert_eq!(
+            (v2[0].1, v2[0].2),
+            (KVM_VGIC_V2_ADDR_TYPE_DIST, 0x0800_0000)
+        );
+        assert_eq!((v2[1].1, v2[1].2), (KVM_VGIC_V2_ADDR_TYPE_CPU, 0x0801_0000));
+        // Types as KVM defines them (linux/arch/arm64/include/uapi/asm/kvm.h).
+        assert_eq!(
+            (KVM_VGIC_V2_ADDR_TYPE_DIST, KVM_VGIC_V2_ADDR_TYPE_CPU),
+            (0, 1)
+        );
+        assert_eq!(
+            (KVM_VGIC_V3_ADDR_TYPE_DIST, KVM_VGIC_V3_ADDR_TYPE_REDIST),
+            (2, 3)
+        );
+        assert_eq!(GIC_NR_IRQS % 32, 0);
+    }
 }
