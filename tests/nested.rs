@@ -3,46 +3,9 @@
 
 mod common;
 
+use common::nested_log::*;
 use common::*;
 use std::process::Command;
-
-/// One L2 run's console and minivmm's status, cut from L1's output.
-struct L2Run {
-    output: String,
-    rc: i32,
-}
-
-/// The last run called `name` (a retried run appears twice).
-fn section(log: &str, name: &str) -> L2Run {
-    let begin = format!("=== BEGIN {name}\n");
-    let start = log
-        .rfind(&begin)
-        .unwrap_or_else(|| panic!("no '{name}' section in:\n{log}"))
-        + begin.len();
-    let rest = &log[start..];
-    let end_marker = format!("=== END {name} rc=");
-    let end = rest
-        .find(&end_marker)
-        .unwrap_or_else(|| panic!("'{name}' did not end:\n{rest}"));
-    let rc = rest[end + end_marker.len()..]
-        .lines()
-        .next()
-        .unwrap_or("")
-        .trim()
-        .parse()
-        .unwrap_or(-1);
-    L2Run {
-        output: rest[..end].to_string(),
-        rc,
-    }
-}
-
-fn value<'a>(text: &'a str, key: &str) -> &'a str {
-    text.split(key)
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap_or("")
-}
 
 fn boot_timer_ms(run: &L2Run) -> f64 {
     run.output
@@ -53,41 +16,11 @@ fn boot_timer_ms(run: &L2Run) -> f64 {
         .unwrap_or_else(|| panic!("no boot-timer milestone:\n{}", run.output))
 }
 
-/// The last lines of `text`, for failure messages that CI logs cut in the middle.
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
 /// virtio-net from the guest's user space, against L1 as its host (run_l2_net).
-fn check_network(log: &str) {
+fn check_network_from_user_space(log: &str) {
     let net = section(log, "net");
+    common::nested_log::check_network(&net, "mvm0");
     let out = &net.output;
-    assert_eq!(net.rc, 0, "{out}");
-    for line in [
-        "MINIVMM-GUEST: eth0 mac=02:",
-        "lease of 10.0.2.15 obtained",
-        "MINIVMM-GUEST: eth0 inet 10.0.2.15/24",
-        "MINIVMM-GUEST: ping 3 packets transmitted, 3 packets received",
-        "MINIVMM-GUEST: powering off",
-        // minivmm created the tap (create=on) and it went away with minivmm.
-        "L1: mvm0 removed",
-    ] {
-        assert!(out.contains(line), "missing '{line}':\n{out}");
-    }
-    for (guest, host) in [
-        ("MINIVMM-GUEST: small sha256=", "L1: small sha256="),
-        ("MINIVMM-GUEST: big sha256=", "L1: big sha256="),
-        ("MINIVMM-GUEST: upload sha256=", "L1: upload sha256="),
-    ] {
-        let g = value(out, guest);
-        assert_eq!(g.len(), 64, "no checksum after '{guest}':\n{out}");
-        assert_eq!(
-            g,
-            value(out, host),
-            "'{guest}' differs from '{host}':\n{out}"
-        );
-    }
     // The device's own counts: the download wrapped the 256-entry RX ring many
     // times, and minivmm dropped nothing the tap handed it.
     let stats = out
@@ -277,7 +210,7 @@ run_l2_net net mvm0 --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M 
         guest_raw
     );
 
-    check_network(&log);
+    check_network_from_user_space(&log);
 
     println!(
         "nested: time to user space (boot timer, ms since minivmm start): elf-2cpu {:.0}, bzimage-gzip {:.0}",

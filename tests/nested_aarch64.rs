@@ -7,37 +7,13 @@
 
 mod common;
 
+use common::nested_log::*;
 use common::*;
 use std::process::Command;
 
-fn section<'a>(log: &'a str, name: &str) -> (&'a str, i32) {
-    let begin = format!("=== BEGIN {name}\n");
-    let start = log
-        .rfind(&begin)
-        .unwrap_or_else(|| panic!("no '{name}' section in:\n{log}"))
-        + begin.len();
-    let rest = &log[start..];
-    let end_marker = format!("=== END {name} rc=");
-    let end = rest
-        .find(&end_marker)
-        .unwrap_or_else(|| panic!("'{name}' did not end:\n{rest}"));
-    let rc = rest[end + end_marker.len()..]
-        .lines()
-        .next()
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or(-1);
-    (&rest[..end], rc)
-}
-
-fn value<'a>(text: &'a str, key: &str) -> &'a str {
-    text.split(key)
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap_or("")
-}
-
-fn user_space(out: &str, rc: i32, cpus: u32) {
-    assert_eq!(rc, 0, "{out}");
+fn user_space(run: &L2Run, cpus: u32) {
+    let out = &run.output;
+    assert_eq!(run.rc, 0, "{out}");
     assert!(out.contains("MINIVMM-GUEST: user space reached"), "{out}");
     assert_eq!(value(out, "cpus="), cpus.to_string(), "{out}");
     assert!(
@@ -91,8 +67,9 @@ NET_BIG_MIB=4 run_l2_net a64-net mvm0 --kernel /l2/Image --initrd /l2/initramfs.
     );
     let v3_wall = started.elapsed();
 
-    let (disk, rc) = section(&log, "a64-disk");
-    user_space(disk, rc, 1);
+    let disk_run = section(&log, "a64-disk");
+    user_space(&disk_run, 1);
+    let disk = disk_run.output.as_str();
     assert!(!disk.contains("the guest gets a GICv2"), "{disk}");
     // The disk the guest read is the file L1 gave minivmm, read-only, 1 MiB.
     let want = value(&log, "L1: ro.img sha256=");
@@ -103,8 +80,9 @@ NET_BIG_MIB=4 run_l2_net a64-net mvm0 --kernel /l2/Image --initrd /l2/initramfs.
     assert!(disk.contains("MINIVMM-GUEST: powering off"), "{disk}");
     assert!(disk.contains("reboot: Power down"), "{disk}");
 
-    let (smp, rc) = section(&log, "a64-2cpu");
-    user_space(smp, rc, 2);
+    let smp_run = section(&log, "a64-2cpu");
+    user_space(&smp_run, 2);
+    let smp = smp_run.output.as_str();
     assert!(
         smp.contains("SMP: Total of 2 processors activated"),
         "{smp}"
@@ -113,24 +91,9 @@ NET_BIG_MIB=4 run_l2_net a64-net mvm0 --kernel /l2/Image --initrd /l2/initramfs.
     assert!(smp.contains("reboot: Restarting system"), "{smp}");
 
     // virtio-net unchanged on aarch64: lease, ping, and transfers checked both ways.
-    let (net, rc) = section(&log, "a64-net");
-    assert_eq!(rc, 0, "{net}");
-    for line in [
-        "lease of 10.0.2.15 obtained",
-        "MINIVMM-GUEST: ping 3 packets transmitted, 3 packets received",
-        "L1: mvm0 removed",
-    ] {
-        assert!(net.contains(line), "missing '{line}':\n{net}");
-    }
-    for (guest, host) in [
-        ("MINIVMM-GUEST: small sha256=", "L1: small sha256="),
-        ("MINIVMM-GUEST: big sha256=", "L1: big sha256="),
-        ("MINIVMM-GUEST: upload sha256=", "L1: upload sha256="),
-    ] {
-        let g = value(net, guest);
-        assert_eq!(g.len(), 64, "no checksum after '{guest}':\n{net}");
-        assert_eq!(g, value(net, host), "{net}");
-    }
+    let net_run = section(&log, "a64-net");
+    check_network(&net_run, "mvm0");
+    let net = net_run.output.as_str();
 
     // An L1 with a GICv2: minivmm falls back to a GICv2 and the guest still boots.
     let log = run_harness(
@@ -138,8 +101,9 @@ NET_BIG_MIB=4 run_l2_net a64-net mvm0 --kernel /l2/Image --initrd /l2/initramfs.
         2,
         "run_l2 a64-gicv2 --kernel /l2/Image --initrd /l2/initramfs.cpio --mem 256M --log-level info\n",
     );
-    let (v2, rc) = section(&log, "a64-gicv2");
-    user_space(v2, rc, 1);
+    let v2_run = section(&log, "a64-gicv2");
+    user_space(&v2_run, 1);
+    let v2 = v2_run.output.as_str();
     assert!(v2.contains("the guest gets a GICv2"), "{v2}");
     println!(
         "aarch64 nested: GICv3 L1 {:.0} s wall, GICv2 L1 {:.0} s; L2 boot timer (ms since minivmm start): disk {}, 2 vCPUs {}, GICv2 {}; {}",

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod nested_log;
 pub mod net;
 
 pub const MINIVMM: &str = env!("CARGO_BIN_EXE_minivmm");
