@@ -4,8 +4,6 @@
 mod common;
 
 use common::nested_log::*;
-use common::*;
-use std::process::Command;
 
 fn boot_timer_ms(run: &L2Run) -> f64 {
     run.output
@@ -85,10 +83,9 @@ fn l2_guests_reach_user_space_in_the_nested_harness() {
     // that enables AVX state writes XCR0 behind L1 KVM's back (the L2 kernel then logs
     // "XSAVE consistency problem"). The two rare nested failures seen so far (an L2
     // triple fault, an L1 hang, both in 2-vCPU boots) happened in runs with it.
-    let dir = scratch("nested");
-    let scenario = dir.join("scenario.sh");
-    std::fs::write(
-        &scenario,
+    let log = run_harness(
+        "harness.sh",
+        "nested",
         r#"
 run_l2 elf-2cpu --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 512M --cpus 2 --cmdline noxsave
 run_l2 bzimage-gzip-poweroff --kernel /l2/bzImage --initrd /l2/initramfs.cpio.gz --mem 256M --cmdline 'noxsave minivmm.action=poweroff'
@@ -104,24 +101,8 @@ echo "L1: ro after $(sha256sum /tmp/ro.img | cut -d' ' -f1)"
 run_l2 disk-verify --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M $DISKS --cmdline 'noxsave minivmm.action=disk-verify'
 run_l2_net net mvm0 --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M --net tap=mvm0,create=on --cmdline 'noxsave minivmm.action=net' --log-level info
 "#,
-    )
-    .unwrap();
-    let log_path = dir.join("l1.log");
-    let status = Command::new(repo().join("tests/nested/harness.sh"))
-        .arg(&scenario)
-        .arg(&log_path)
-        .status()
-        .expect("run the nested harness");
-    // L1's console turns every newline into CR LF (and L2's own CR LF into CR CR LF).
-    let log = std::fs::read_to_string(&log_path)
-        .unwrap_or_default()
-        .replace('\r', "");
-    assert!(status.success(), "harness failed ({status}):\n{log}");
-    assert!(
-        log.contains("=== L1 KVM ready"),
-        "L1 has no /dev/kvm:\n{log}"
+        &[],
     );
-    assert!(log.contains("=== L1 DONE"), "L1 did not finish:\n{log}");
     let retries: Vec<&str> = log.lines().filter(|l| l.starts_with("=== RETRY")).collect();
     for r in &retries {
         eprintln!(

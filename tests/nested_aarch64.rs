@@ -7,9 +7,7 @@
 
 mod common;
 
-use common::nested_log::*;
-use common::*;
-use std::process::Command;
+use common::nested_log::{run_harness as run_harness_script, *};
 
 fn user_space(run: &L2Run, cpus: u32) {
     let out = &run.output;
@@ -25,27 +23,11 @@ fn user_space(run: &L2Run, cpus: u32) {
 
 /// Boots L1 (with a GICv`gic`) on `scenario`; returns L1's console.
 fn run_harness(name: &str, gic: u32, scenario: &str) -> String {
-    let dir = scratch(name);
-    let scenario_path = dir.join("scenario.sh");
-    std::fs::write(&scenario_path, scenario).unwrap();
-    let log_path = dir.join("l1.log");
-    let status = Command::new(repo().join("tests/nested/harness-aarch64.sh"))
-        .arg(&scenario_path)
-        .arg(&log_path)
-        .env("MINIVMM_L2_TIMEOUT", "400")
-        .env("MINIVMM_A64_GIC", gic.to_string())
-        .status()
-        .expect("run the aarch64 harness");
-    let log = std::fs::read_to_string(&log_path)
-        .unwrap_or_default()
-        .replace('\r', "");
-    assert!(status.success(), "harness failed ({status}):\n{log}");
-    assert!(
-        log.contains("=== L1 KVM ready"),
-        "L1 has no /dev/kvm:\n{log}"
-    );
-    assert!(log.contains("=== L1 DONE"), "L1 did not finish:\n{log}");
-    log
+    let envs = [
+        ("MINIVMM_L2_TIMEOUT", "400".to_string()),
+        ("MINIVMM_A64_GIC", gic.to_string()),
+    ];
+    run_harness_script("harness-aarch64.sh", name, scenario, &envs)
 }
 
 #[test]

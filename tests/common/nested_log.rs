@@ -2,6 +2,34 @@
 //! "=== BEGIN NAME" and "=== END NAME rc=N" (tests/nested/l1-lib.sh).
 #![allow(dead_code)]
 
+use std::process::Command;
+
+/// Runs nested harness `script` (under tests/nested/) on `scenario`, in scratch
+/// directory `name`, with `envs`; returns L1's console (CRs removed: L1's console turns
+/// every newline into CR LF). L1 must have booted with /dev/kvm and finished.
+pub fn run_harness(script: &str, name: &str, scenario: &str, envs: &[(&str, String)]) -> String {
+    let dir = super::scratch(name);
+    let scenario_path = dir.join("scenario.sh");
+    std::fs::write(&scenario_path, scenario).unwrap();
+    let log_path = dir.join("l1.log");
+    let status = Command::new(super::repo().join("tests/nested").join(script))
+        .arg(&scenario_path)
+        .arg(&log_path)
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .status()
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
+    let log = std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .replace('\r', "");
+    assert!(status.success(), "harness failed ({status}):\n{log}");
+    assert!(
+        log.contains("=== L1 KVM ready"),
+        "L1 has no /dev/kvm:\n{log}"
+    );
+    assert!(log.contains("=== L1 DONE"), "L1 did not finish:\n{log}");
+    log
+}
+
 /// One L2 run's console and minivmm's status, cut from L1's output.
 pub struct L2Run {
     pub output: String,
