@@ -5,7 +5,7 @@ use crate::config_file::{FileConfig, FileDisk, FileNet, MemSize};
 use clap::Parser;
 use std::path::PathBuf;
 use std::time::Instant;
-use vmm::{ConsoleInput, ConsoleOutput, DiskConfig, NetConfig, Preset, VmConfig};
+use vmm::{ConsoleInput, ConsoleOutput, DiskConfig, NetConfig, Preset, SeccompPolicy, VmConfig};
 
 /// Default guest memory when neither a flag nor the config file sets it.
 const DEFAULT_MEM: &str = "128M";
@@ -79,6 +79,24 @@ pub struct Cli {
     /// Path of the KVM device [default: /dev/kvm].
     #[arg(long, value_name = "PATH")]
     pub kvm_device: Option<PathBuf>,
+
+    /// Seccomp filters on minivmm's threads: on (built-in allow-lists) or off (for
+    /// debugging only) [default: on].
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    pub seccomp: Option<bool>,
+
+    /// Replace the built-in allow-list of some threads with filters from a
+    /// seccompiler JSON file, keyed "vcpu", "events" or "main".
+    #[arg(long, value_name = "FILE")]
+    pub seccomp_filter: Option<PathBuf>,
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("'{s}': use on or off")),
+    }
 }
 
 fn parse_mem(s: &str) -> Result<u64, String> {
@@ -123,6 +141,10 @@ impl Cli {
         over(&mut f.initrd, &self.initrd);
         over(&mut f.console_log, &self.console_log);
         over(&mut f.kvm_device, &self.kvm_device);
+        over(&mut f.seccomp_filter, &self.seccomp_filter);
+        if let Some(on) = self.seccomp {
+            f.seccomp = Some(if on { "on" } else { "off" }.to_string());
+        }
         if self.cmdline.is_some() {
             f.cmdline.clone_from(&self.cmdline);
         }
@@ -201,7 +223,31 @@ impl Effective {
             c.kvm_path.clone_from(k);
         }
         c.time_origin = origin;
+        c.seccomp = self.seccomp_policy()?;
         Ok(c)
+    }
+
+    /// The seccomp policy: off, a filter file, or the built-in lists.
+    fn seccomp_policy(&self) -> Result<SeccompPolicy, String> {
+        let on = match self.file.seccomp.as_deref() {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => return Err(format!("seccomp '{other}': use on or off")),
+        };
+        match (&self.file.seccomp_filter, on) {
+            (Some(_), false) => Err("--seccomp-filter needs seccomp on".into()),
+            (Some(path), true) => SeccompPolicy::from_json_file(path).map_err(|e| {
+                let mut text = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    text.push_str(&format!(": {s}"));
+                    source = s.source();
+                }
+                text
+            }),
+            (None, true) => Ok(SeccompPolicy::Default),
+            (None, false) => Ok(SeccompPolicy::Off),
+        }
     }
 }
 

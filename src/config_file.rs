@@ -76,6 +76,10 @@ pub struct FileConfig {
     pub log_level: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kvm_device: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp_filter: Option<PathBuf>,
 }
 
 impl FileConfig {

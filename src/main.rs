@@ -91,6 +91,15 @@ fn main() -> ExitCode {
             log::warn!("cannot handle signal {sig}: {e}");
         }
     }
+    // The main thread's own filter, compiled now (it reads the filter file) and
+    // installed once the VM runs.
+    let main_filter = match vmm::SeccompFilters::new(&config.seccomp) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("minivmm: error: {}", error_chain(&e));
+            return ExitCode::FAILURE;
+        }
+    };
     let handle = match VmBuilder::from_config(config).start() {
         Ok(h) => h,
         Err(e) => {
@@ -101,6 +110,12 @@ fn main() -> ExitCode {
     STOP_FD.store(handle.stop_fd(), Ordering::SeqCst);
     if STOP_SIGNAL.load(Ordering::SeqCst) != 0 {
         handle.stop();
+    }
+    if let Err(e) = main_filter.install(vmm::SeccompThread::Main, "minivmm-main") {
+        eprintln!("minivmm: error: {}", error_chain(&e));
+        handle.stop();
+        let _ = handle.wait();
+        return ExitCode::FAILURE;
     }
     let exit = handle.wait();
     STOP_FD.store(-1, Ordering::SeqCst);

@@ -257,34 +257,11 @@ fn terminal_is_raw_while_running_and_restored_on_exit() {
     if !kvm_available("terminal_is_raw_while_running_and_restored_on_exit") {
         return;
     }
-    use std::os::fd::{FromRawFd, OwnedFd};
     use std::process::Stdio;
 
-    fn lflag(fd: i32) -> libc::tcflag_t {
-        // SAFETY: tcgetattr fills the termios we own from a terminal fd we own.
-        unsafe {
-            let mut t: libc::termios = std::mem::zeroed();
-            assert_eq!(libc::tcgetattr(fd, &mut t), 0);
-            t.c_lflag
-        }
-    }
-
     for (test, signal) in [("hang", Some(libc::SIGTERM)), ("echo", None)] {
-        let (mut master, mut slave) = (0, 0);
-        // SAFETY: openpty writes two new descriptors into the integers we pass.
-        let rc = unsafe {
-            libc::openpty(
-                &mut master,
-                &mut slave,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                std::ptr::null(),
-            )
-        };
-        assert_eq!(rc, 0);
-        // SAFETY: both descriptors were just created by openpty and are owned here only.
-        let (master_fd, slave_fd) =
-            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        let (master_fd, slave_fd) = pty();
+        let slave = &slave_fd;
         assert_ne!(lflag(slave) & libc::ICANON, 0, "a new pty starts canonical");
         let args = guest_args(&["--cmdline", &format!("guest.test={test}")]);
         let mut child = std::process::Command::new(MINIVMM)

@@ -254,3 +254,37 @@ pub fn run_command_until_marker(
         elapsed: start.elapsed(),
     }
 }
+
+/// A new pseudo-terminal: (master, slave).
+pub fn pty() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty writes two new descriptors into the integers we pass.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just created by openpty and are owned here only.
+    unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(master),
+            std::os::fd::OwnedFd::from_raw_fd(slave),
+        )
+    }
+}
+
+/// The local-mode flags (ICANON, ECHO, ...) of terminal `fd`.
+pub fn lflag(fd: &impl std::os::fd::AsRawFd) -> libc::tcflag_t {
+    // SAFETY: tcgetattr fills the termios we own from a terminal fd the caller owns.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        assert_eq!(libc::tcgetattr(fd.as_raw_fd(), &mut t), 0);
+        t.c_lflag
+    }
+}

@@ -204,6 +204,8 @@ pub struct VmConfig {
     pub kvm_path: PathBuf,
     /// Time zero of the boot timeline (process start, for the CLI).
     pub time_origin: Instant,
+    /// Seccomp filters for the VM's threads (built-in lists by default).
+    pub seccomp: seccomp::SeccompPolicy,
 }
 
 impl VmConfig {
@@ -223,6 +225,7 @@ impl VmConfig {
             console_input: ConsoleInput::None,
             kvm_path: PathBuf::from(DEFAULT_KVM_PATH),
             time_origin: Instant::now(),
+            seccomp: seccomp::SeccompPolicy::Default,
         }
     }
 }

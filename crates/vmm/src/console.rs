@@ -9,7 +9,8 @@ use event_manager::{EventOps, Events, MutEventSubscriber};
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::terminal::Terminal;
 
@@ -62,14 +63,40 @@ pub struct RawModeGuard {
     active: bool,
 }
 
+/// The terminal settings before raw mode, for restoring them from a signal handler.
+static SAVED_TERMIOS: OnceLock<libc::termios> = OnceLock::new();
+/// True while raw mode is on.
+static RAW_ACTIVE: AtomicBool = AtomicBool::new(false);
+
 impl RawModeGuard {
     /// Enters raw mode if stdin is a terminal.
     pub fn new() -> Self {
         let stdin = io::stdin().lock();
         // SAFETY: isatty only inspects the descriptor.
         let is_tty = unsafe { libc::isatty(stdin.as_raw_fd()) } == 1;
+        if is_tty {
+            let mut saved = std::mem::MaybeUninit::<libc::termios>::zeroed();
+            // SAFETY: tcgetattr fills the termios we own; on success it is complete.
+            if unsafe { libc::tcgetattr(stdin.as_raw_fd(), saved.as_mut_ptr()) } == 0 {
+                // SAFETY: tcgetattr succeeded, so every field is set.
+                let _ = SAVED_TERMIOS.set(unsafe { saved.assume_init() });
+            }
+        }
         let active = is_tty && stdin.set_raw_mode().is_ok();
+        RAW_ACTIVE.store(active, Ordering::SeqCst);
         Self { active }
+    }
+}
+
+/// Puts the terminal back as it was before raw mode. Called from the SIGSYS handler
+/// when a filtered thread is stopped: async-signal-safe (an atomic load, tcsetattr).
+pub extern "C" fn restore_terminal_after_fault() {
+    if !RAW_ACTIVE.load(Ordering::SeqCst) {
+        return;
+    }
+    if let Some(saved) = SAVED_TERMIOS.get() {
+        // SAFETY: tcsetattr reads the saved settings; fd 0 is stdin.
+        unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, saved) };
     }
 }
 
@@ -82,6 +109,7 @@ impl Default for RawModeGuard {
 impl Drop for RawModeGuard {
     fn drop(&mut self) {
         if self.active {
+            RAW_ACTIVE.store(false, Ordering::SeqCst);
             if let Err(e) = io::stdin().lock().set_canon_mode() {
                 log::warn!("cannot restore the terminal: {e}");
             }

@@ -59,6 +59,9 @@ pub enum VmmError {
     /// The console log file could not be created.
     #[error("cannot create console log {p}", p = .0.display())]
     ConsoleFile(PathBuf, #[source] std::io::Error),
+    /// The seccomp filters could not be built or installed.
+    #[error("seccomp")]
+    Seccomp(#[from] seccomp::SeccompError),
     /// A thread could not be started.
     #[error("cannot start thread {0}")]
     SpawnThread(&'static str, #[source] std::io::Error),

@@ -45,10 +45,16 @@ pub use console_stream::{console_stream, ConsoleSink, ConsoleStream};
 pub use error::VmmError;
 pub use exit::{ExitReason, VmExit};
 pub use handle::VmHandle;
+pub use seccomp::{
+    Filters as SeccompFilters, SeccompError, SeccompPolicy, ThreadRole as SeccompThread,
+    BAD_SYSCALL_EXIT,
+};
 pub use timeline::{BootEvent, Timeline};
 pub use vcpu::VcpuExitReason;
 pub use vm_builder::VmBuilder;
 
+use seccomp::{Filters, ThreadRole};
+use std::sync::Arc;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 /// Entry point for a complete [`VmConfig`]; [`VmBuilder`] is the step-by-step way.
@@ -64,6 +70,10 @@ impl Vm {
 
 fn start(config: VmConfig, console: Option<ConsoleStream>) -> Result<VmHandle, VmmError> {
     vcpu::install_kick_handler().map_err(VmmError::KickHandler)?;
+    let filters = Arc::new(Filters::new(&config.seccomp)?);
+    if filters.enabled() {
+        seccomp::set_cleanup_hook(console::restore_terminal_after_fault);
+    }
     let timeline = Timeline::new(config.time_origin);
     let console_input = config.console_input;
     let machine = builder::build(config, &timeline)?;
@@ -76,12 +86,34 @@ fn start(config: VmConfig, console: Option<ConsoleStream>) -> Result<VmHandle, V
         control_rx,
         console_input,
         timeline.clone(),
+        &filters,
     )?;
+    let state = running.state();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("minivmm-events".into())
-        .spawn(move || running.run())
+        .spawn(
+            move || match filters.install(ThreadRole::Events, "minivmm-events") {
+                Ok(()) => {
+                    let raw = running.raw_mode();
+                    let _ = ready_tx.send(Ok(()));
+                    running.run(raw)
+                }
+                Err(e) => {
+                    let why = e.to_string();
+                    let _ = ready_tx.send(Err(e));
+                    running.abandon(why)
+                }
+            },
+        )
         .map_err(|e| VmmError::SpawnThread("event loop", e))?;
-    Ok(VmHandle::new(
-        handle_evt, control, thread, timeline, console,
-    ))
+    let handle = VmHandle::new(handle_evt, control, thread, timeline, console);
+    match ready_rx.recv() {
+        Ok(Ok(())) => {
+            runner::Running::release(&state);
+            Ok(handle)
+        }
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(seccomp::SeccompError::ThreadGone("event loop").into()),
+    }
 }

@@ -11,6 +11,7 @@ use crate::exit::{ExitReason, VmExit};
 use crate::timeline::{BootEvent, Timeline};
 use crate::virtio_devices::{QueueHandler, VirtioSlot};
 use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
+use seccomp::{Filters, SeccompError, ThreadRole};
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -83,26 +84,39 @@ struct MachineParts {
     _vm_fd: kvm_ioctls::VmFd,
 }
 
-/// Spawns the vCPU threads of `machine`; returns what the event loop needs.
+/// Spawns the vCPU threads of `machine`, each confined by its seccomp filter and
+/// parked until [`Running::release`]; returns what the event loop needs.
 pub(crate) fn launch(
     machine: Machine,
     stop_evt: EventFd,
     control: ControlReceiver,
     console_input: ConsoleInput,
     timeline: Timeline,
+    filters: &Arc<Filters>,
 ) -> Result<Running, VmmError> {
     let exit_evt = EventFd::new(EFD_NONBLOCK).map_err(VmmError::EventFd)?;
     let (tx, reasons) = channel();
+    let (ready_tx, ready_rx) = channel();
     let mut vcpu_threads = Vec::new();
     let state = machine.state;
+    state.set_paused(true);
     for mut vcpu in machine.vcpus {
         let tx = tx.clone();
+        let ready = ready_tx.clone();
+        let filters = filters.clone();
         let evt = exit_evt.try_clone().map_err(VmmError::EventFd)?;
         let t = timeline.clone();
         let id = vcpu.id();
+        let name = format!("minivmm-vcpu{id}");
         let handle = std::thread::Builder::new()
-            .name(format!("minivmm-vcpu{id}"))
+            .name(name.clone())
             .spawn(move || {
+                let installed = filters.install(ThreadRole::Vcpu, &name);
+                let confined = installed.is_ok();
+                let _ = ready.send(installed);
+                if !confined {
+                    return;
+                }
                 let reason = vcpu.run(|| {
                     if id == 0 {
                         t.record(BootEvent::FirstKvmRun);
@@ -119,6 +133,16 @@ pub(crate) fn launch(
                 stop_threads(&state, vcpu_threads);
                 return Err(e);
             }
+        }
+    }
+    drop(ready_tx);
+    for _ in 0..vcpu_threads.len() {
+        let installed = ready_rx
+            .recv()
+            .unwrap_or(Err(SeccompError::ThreadGone("vcpu")));
+        if let Err(e) = installed {
+            stop_threads(&state, vcpu_threads);
+            return Err(e.into());
         }
     }
     let watcher = Arc::new(Mutex::new(ExitWatcher {
@@ -175,9 +199,34 @@ fn stop_threads(state: &RunState, threads: Vec<JoinHandle<()>>) {
 }
 
 impl Running {
-    /// Runs the event loop until the VM ends; then stops every vCPU.
-    pub(crate) fn run(mut self) -> VmExit {
-        let _raw = (self.console_input == ConsoleInput::Stdin).then(RawModeGuard::new);
+    /// Lets the parked vCPUs run the guest.
+    pub(crate) fn release(state: &RunState) {
+        state.set_paused(false);
+    }
+
+    /// The vCPUs' run state.
+    pub(crate) fn state(&self) -> Arc<RunState> {
+        self.machine_parts.state.clone()
+    }
+
+    /// Stops the vCPUs of a VM that never ran (its event loop could not start).
+    pub(crate) fn abandon(self, why: String) -> VmExit {
+        stop_threads(&self.machine_parts.state, self.vcpu_threads);
+        VmExit {
+            reason: ExitReason::Internal(why),
+            timeline: self.timeline,
+            guest_memory_touched: 0,
+        }
+    }
+
+    /// Puts the terminal in raw mode if the guest reads stdin (before the guest runs).
+    pub(crate) fn raw_mode(&self) -> Option<RawModeGuard> {
+        (self.console_input == ConsoleInput::Stdin).then(RawModeGuard::new)
+    }
+
+    /// Runs the event loop until the VM ends; then stops every vCPU and, by dropping
+    /// `_raw`, restores the terminal.
+    pub(crate) fn run(mut self, _raw: Option<RawModeGuard>) -> VmExit {
         let virtio = std::mem::take(&mut self.virtio);
         let cause = self.event_loop(virtio);
         stop_threads(&self.machine_parts.state, self.vcpu_threads);

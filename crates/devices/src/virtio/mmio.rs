@@ -137,7 +137,15 @@ impl MmioTransport {
             interrupt: self.interrupt.clone(),
         };
         match self.device.activate(activation) {
-            Ok(()) => true,
+            Ok(()) => {
+                // Activation runs on a vCPU thread, which does no host I/O: notify each
+                // queue once so the event loop picks up work that is already waiting
+                // (buffers the driver made available, frames queued on a tap).
+                for evt in &self.queue_evts {
+                    let _ = evt.write(1);
+                }
+                true
+            }
             Err(e) => {
                 log::warn!("virtio-mmio: activation failed: {e}");
                 false

@@ -105,7 +105,8 @@ pub trait VirtioDevice: Send {
     fn read_config(&self, offset: u64, data: &mut [u8]);
     /// Writes the device-specific configuration space at `offset`.
     fn write_config(&mut self, offset: u64, data: &[u8]);
-    /// Starts the device with the driver's queues.
+    /// Starts the device with the driver's queues. Called on a vCPU thread: no host
+    /// I/O here (the transport then notifies every queue, and the event loop does it).
     fn activate(&mut self, activation: Activation) -> Result<(), ActivateError>;
     /// Handles a notification on queue `index`.
     fn process_queue(&mut self, index: usize);

@@ -158,6 +158,11 @@ fn full_negotiation_activates_the_device() {
         f.seen.lock().unwrap().activations,
         vec![(DUMMY_FEATURES, 2)]
     );
+    // Every queue is notified once, so the event loop (not this vCPU thread) picks up
+    // work that was waiting before activation.
+    for (i, evt) in f.notify.iter().enumerate() {
+        assert_eq!(evt.read().ok(), Some(1), "queue {i}");
+    }
 }
 
 #[test]

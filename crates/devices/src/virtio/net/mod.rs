@@ -304,9 +304,9 @@ impl VirtioDevice for Net {
             interrupt: a.interrupt,
             mergeable: a.acked_features & (1 << VIRTIO_NET_F_MRG_RXBUF) != 0,
         });
-        // Frames that arrived before the driver was ready are waiting; the edge that
-        // announced them has passed.
-        self.process_rx();
+        // Frames that arrived before the driver was ready are waiting and the edge that
+        // announced them has passed: the transport's notification after activation
+        // makes the event loop receive them (no host I/O on the vCPU thread here).
         Ok(())
     }
 

@@ -1,0 +1,27 @@
+//! aarch64 additions: the KVM requests a vCPU thread makes (the generic syscall
+//! table has no legacy calls to add).
+
+use super::Entry;
+use kvm_bindings::{kvm_one_reg, KVMIO};
+use vmm_sys_util::{ioctl_io_nr, ioctl_iow_nr};
+
+/// seccompiler's name for this architecture.
+pub(crate) const ARCH: seccompiler::TargetArch = seccompiler::TargetArch::aarch64;
+
+ioctl_io_nr!(KVM_RUN, KVMIO, 0x80);
+ioctl_iow_nr!(KVM_GET_ONE_REG, KVMIO, 0xab, kvm_one_reg);
+
+/// Syscalls every thread may make on aarch64 only.
+pub(crate) fn common() -> Vec<Entry> {
+    Vec::new()
+}
+
+/// KVM_RUN; KVM_GET_ONE_REG reads the program counter of a failed guest.
+pub(crate) fn vcpu_ioctls() -> Vec<u64> {
+    vec![KVM_RUN(), KVM_GET_ONE_REG()]
+}
+
+/// The event loop's extra syscalls on aarch64: none.
+pub(crate) fn events() -> Vec<Entry> {
+    Vec::new()
+}
