@@ -85,6 +85,9 @@ pub fn build_cmdline(
         parts.push(u);
     }
     let text = parts.join(" ");
+    if text.contains('\0') {
+        return Err(BootError::Cmdline("contains a NUL byte".into()));
+    }
     if text.is_empty() {
         return Cmdline::new(capacity).map_err(|e| describe(e, 0, capacity));
     }
@@ -113,6 +116,15 @@ mod tests {
 
     fn s(c: &Cmdline) -> String {
         c.as_cstring().unwrap().into_string().unwrap()
+    }
+
+    /// Found by the boot_layout fuzz target: a NUL in the user's text (possible from a
+    /// config file or the library) passed here and failed later, as a bare
+    /// "NullTerminator", when the command line was written to the guest.
+    #[test]
+    fn nul_bytes_are_refused_up_front() {
+        let err = build_cmdline(true, None, Some("quiet\0init=/x"), 2048).unwrap_err();
+        assert_eq!(err.to_string(), "kernel command line: contains a NUL byte");
     }
 
     #[test]

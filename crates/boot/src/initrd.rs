@@ -2,7 +2,7 @@
 
 use crate::BootError;
 use std::path::Path;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, ReadVolatile};
 
 const PAGE_SIZE: u64 = 4096;
 
@@ -22,12 +22,25 @@ pub fn load_initrd<M: GuestMemoryBackend>(
     top: u64,
 ) -> Result<(GuestAddress, u64), BootError> {
     let (mut file, size) = crate::open_nonempty(path)?;
+    load_initrd_from(mem, path, &mut file, size, floor, top)
+}
+
+/// Copies an initrd of `size` bytes read from `file` (named `path` in errors) into
+/// `mem` below `top` and above `floor`. Returns its address and size.
+pub fn load_initrd_from<M: GuestMemoryBackend, F: ReadVolatile>(
+    mem: &M,
+    path: &Path,
+    file: &mut F,
+    size: u64,
+    floor: u64,
+    top: u64,
+) -> Result<(GuestAddress, u64), BootError> {
     let floor = floor.next_multiple_of(PAGE_SIZE);
     let addr = initrd_address(size, floor, top)
         .ok_or_else(|| BootError::InitrdTooBig(path.into(), size, top.saturating_sub(floor)))?;
     let len = usize::try_from(size)
         .map_err(|_| BootError::InitrdTooBig(path.into(), size, top - floor))?;
-    mem.read_exact_volatile_from(GuestAddress(addr), &mut file, len)
+    mem.read_exact_volatile_from(GuestAddress(addr), file, len)
         .map_err(|_| BootError::InitrdCopy(path.into()))?;
     log::debug!("initrd {} at {addr:#x}, {size} bytes", path.display());
     Ok((GuestAddress(addr), size))

@@ -10,7 +10,7 @@ mod x86_64;
 #[cfg(target_arch = "aarch64")]
 pub use crate::aarch64::{load_kernel, KernelFormat, LoadedKernel};
 #[cfg(target_arch = "x86_64")]
-pub use crate::x86_64::{load_kernel, KernelFormat, LoadedKernel};
+pub use crate::x86_64::{load_kernel, load_kernel_from, KernelFormat, LoadedKernel};
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -52,6 +52,9 @@ pub enum BootError {
     /// The kernel needs more memory than the guest has.
     #[error("kernel {p} needs guest memory up to {1:#x}, but the guest has RAM up to {2:#x}", p = .0.display())]
     KernelTooBig(PathBuf, u64, u64),
+    /// The kernel's entry point is not inside the image it loaded.
+    #[error("kernel {p} has its entry point {1:#x} outside its loaded image ({2:#x}..{3:#x})", p = .0.display())]
+    EntryOutside(PathBuf, u64, u64, u64),
     /// The initrd does not fit between the kernel and the top of low memory.
     #[error("initrd {p} ({1} bytes) does not fit in guest memory ({2} bytes free above the kernel)", p = .0.display())]
     InitrdTooBig(PathBuf, u64, u64),

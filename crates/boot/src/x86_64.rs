@@ -4,9 +4,9 @@ use crate::BootError;
 use arch::layout::HIMEM_START;
 use linux_loader::loader::bootparam::setup_header;
 use linux_loader::loader::{BzImage, Elf, KernelLoader};
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::path::Path;
-use vm_memory::{GuestAddress, GuestMemoryBackend};
+use vm_memory::{GuestAddress, GuestMemoryBackend, ReadVolatile};
 
 const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
 const ELFCLASS64: u8 = 2;
@@ -111,15 +111,26 @@ pub fn load_kernel<M: GuestMemoryBackend>(
     low_end: u64,
 ) -> Result<LoadedKernel, BootError> {
     let (mut file, len) = crate::open_nonempty(path)?;
-    let mut head = vec![0u8; PROBE_LEN.min(len as usize)];
+    load_kernel_from(mem, path, &mut file, len, low_end)
+}
+
+/// Loads a kernel image of `len` bytes read from `file` (named `path` in errors).
+pub fn load_kernel_from<M: GuestMemoryBackend, F: Read + ReadVolatile + Seek>(
+    mem: &M,
+    path: &Path,
+    file: &mut F,
+    len: u64,
+    low_end: u64,
+) -> Result<LoadedKernel, BootError> {
+    let mut head = vec![0u8; PROBE_LEN.min(usize::try_from(len).unwrap_or(usize::MAX))];
     file.read_exact(&mut head)
         .map_err(|e| BootError::Open(path.into(), e))?;
     let format = detect_format(path, &head, len)?;
     let himem = Some(GuestAddress(HIMEM_START));
     let loaded = match format {
         KernelFormat::Elf => {
-            let r = Elf::load(mem, None, &mut file, himem)
-                .map_err(|e| BootError::Loader(path.into(), e))?;
+            let r =
+                Elf::load(mem, None, file, himem).map_err(|e| BootError::Loader(path.into(), e))?;
             LoadedKernel {
                 format,
                 entry: r.kernel_load,
@@ -128,12 +139,13 @@ pub fn load_kernel<M: GuestMemoryBackend>(
             }
         }
         KernelFormat::BzImage => {
-            let r = BzImage::load(mem, None, &mut file, himem)
+            let r = BzImage::load(mem, None, file, himem)
                 .map_err(|e| BootError::Loader(path.into(), e))?;
             let hdr = r.setup_header;
             // The kernel decompresses itself to pref_address and needs init_size bytes there.
+            // (Both come from the file: an absurd pair must not wrap around.)
             let need = hdr
-                .map(|h| u64::from(h.init_size) + { h.pref_address })
+                .map(|h| u64::from(h.init_size).saturating_add(h.pref_address))
                 .unwrap_or(r.kernel_end);
             LoadedKernel {
                 format,
@@ -145,6 +157,14 @@ pub fn load_kernel<M: GuestMemoryBackend>(
     };
     if loaded.end > low_end {
         return Err(BootError::KernelTooBig(path.into(), loaded.end, low_end));
+    }
+    if loaded.entry.0 < HIMEM_START || loaded.entry.0 >= loaded.end {
+        return Err(BootError::EntryOutside(
+            path.into(),
+            loaded.entry.0,
+            HIMEM_START,
+            loaded.end,
+        ));
     }
     log::debug!(
         "loaded {:?} kernel, entry {:#x}, end {:#x}",
@@ -275,5 +295,54 @@ mod tests {
             load_kernel(&m, f.as_path(), 64 << 20),
             Err(BootError::Loader(..))
         ));
+    }
+
+    /// Found by the kernel_loader fuzz target: an ELF whose one segment loads fine but
+    /// whose entry point lies far outside guest memory was accepted.
+    #[test]
+    fn rejects_entry_point_outside_the_image() {
+        let mut elf = elf_header(EM_X86_64);
+        let entry: u64 = 0xa200_0000_0100_0000;
+        elf[24..32].copy_from_slice(&entry.to_le_bytes());
+        elf[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+        elf[52..54].copy_from_slice(&64u16.to_le_bytes()); // e_ehsize
+        elf[54..56].copy_from_slice(&56u16.to_le_bytes()); // e_phentsize
+        elf[56..58].copy_from_slice(&1u16.to_le_bytes()); // e_phnum
+        let mut phdr = vec![0u8; 56];
+        phdr[0..4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+        phdr[4..8].copy_from_slice(&5u32.to_le_bytes());
+        phdr[8..16].copy_from_slice(&120u64.to_le_bytes()); // p_offset
+        phdr[24..32].copy_from_slice(&HIMEM_START.to_le_bytes()); // p_paddr
+        phdr[32..40].copy_from_slice(&64u64.to_le_bytes()); // p_filesz
+        phdr[40..48].copy_from_slice(&64u64.to_le_bytes()); // p_memsz
+        elf.extend_from_slice(&phdr);
+        elf.extend_from_slice(&[0xf4; 64]);
+        let f = file_with(&elf);
+        let err = load_kernel(&mem(), f.as_path(), 64 << 20).unwrap_err();
+        assert!(matches!(err, BootError::EntryOutside(..)), "{err}");
+        assert!(
+            err.to_string().contains("entry point 0xa200000001000000"),
+            "{err}"
+        );
+        // The same file with its entry at the segment start loads.
+        elf[24..32].copy_from_slice(&HIMEM_START.to_le_bytes());
+        let f = file_with(&elf);
+        let k = load_kernel(&mem(), f.as_path(), 64 << 20).unwrap();
+        assert_eq!(k.entry.0, HIMEM_START);
+    }
+
+    /// Found by the kernel_loader fuzz target: pref_address + init_size from the setup
+    /// header overflowed (a panic in debug builds, a wrapped small end in release).
+    #[test]
+    fn absurd_bzimage_sizes_do_not_wrap() {
+        let mut b = bzimage(4, 4, 5 * 512 + 64);
+        b[0x214..0x218].copy_from_slice(&(HIMEM_START as u32).to_le_bytes()); // code32_start
+        b[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes()); // version
+        b[0x211] = 1; // loadflags: LOADED_HIGH
+        b[0x258..0x260].copy_from_slice(&u64::MAX.to_le_bytes()); // pref_address
+        b[0x260..0x264].copy_from_slice(&0x10_0000u32.to_le_bytes()); // init_size
+        let f = file_with(&b);
+        let err = load_kernel(&mem(), f.as_path(), 64 << 20).unwrap_err();
+        assert!(matches!(err, BootError::KernelTooBig(..)), "{err}");
     }
 }

@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Writes the hand-made seed inputs of the kernel_loader, boot_layout and
+mmio_transport fuzz targets into fuzz/corpus/ (run from the repository root)."""
+import os
+import struct
+
+C = "fuzz/corpus"
+
+
+def put(target, name, data):
+    with open(os.path.join(C, target, name), "wb") as f:
+        f.write(data)
+
+
+# kernel_loader: a minimal x86_64 ELF with one PT_LOAD, and a minimal bzImage.
+payload = b"\xf4" * 64
+ehdr = b"\x7fELF" + bytes([2, 1, 1]) + bytes(9)
+ehdr += struct.pack("<HHIQQQIHHHHHH", 2, 62, 1, 0x1000000, 64, 0, 0, 64, 56, 1, 64, 0, 0)
+phdr = struct.pack("<IIQQQQQQ", 1, 5, 120, 0x1000000, 0x1000000, len(payload), len(payload), 0x1000)
+put("kernel_loader", "elf-one-load", ehdr + phdr + payload)
+bz = bytearray(5 * 512 + 64)
+bz[0x1F1] = 4  # setup_sects
+struct.pack_into("<I", bz, 0x1F4, 4)  # syssize in 16-byte units
+struct.pack_into("<H", bz, 0x1FE, 0xAA55)
+bz[0x202:0x206] = b"HdrS"
+struct.pack_into("<H", bz, 0x206, 0x020F)  # protocol version
+bz[0x211] = 1  # loadflags: LOADED_HIGH
+struct.pack_into("<I", bz, 0x22C, 0x37FFFFFF)  # initrd_addr_max
+struct.pack_into("<H", bz, 0x236, 1)  # xloadflags: XLF_KERNEL_64
+struct.pack_into("<Q", bz, 0x258, 0x1000000)  # pref_address
+struct.pack_into("<I", bz, 0x260, 0x100000)  # init_size
+put("kernel_loader", "bzimage-minimal", bytes(bz))
+
+# boot_layout: sizes, flags, a header, an initrd and a command line.
+put("boot_layout", "small-with-initrd",
+    bytes([0, 0, 0, 0x10, 0, 1, 3, 0]) + struct.pack("<I", 0)[:3] + b"" +
+    bytes([64, 0, 0]) + b"\x07" * 64 + b"console=ttyS0 quiet")
+put("boot_layout", "header-and-long-cmdline",
+    bytes([200, 0x34, 0x12, 0x40, 0, 7, 14, 1]) + bytes(0x77) + bytes([0, 16, 0]) +
+    b"\x01" * 4096 + b"root=/dev/vda " * 100)
+
+# mmio_transport: a full negotiation and one request on queue 0.
+def op(kind, offset, value, width_code=2):
+    return struct.pack("<BHBI", kind, offset, width_code, value)
+
+
+def negotiate(queues):
+    ops = op(1, 0x70, 1) + op(1, 0x70, 3)
+    ops += op(1, 0x24, 1) + op(1, 0x20, 1)  # VERSION_1
+    ops += op(1, 0x24, 0) + op(1, 0x20, 0)
+    ops += op(1, 0x70, 0xB)
+    for q, base in queues:
+        ops += op(1, 0x30, q) + op(1, 0x38, 16)
+        ops += op(1, 0x80, base) + op(1, 0x90, base + 0x100) + op(1, 0xA0, base + 0x200)
+        ops += op(1, 0x44, 1)
+    ops += op(1, 0x70, 0xF)
+    return ops
+
+
+mem = bytearray(0x4000)
+struct.pack_into("<QIHH", mem, 0, 0x3000, 16, 1, 1)  # header, NEXT
+struct.pack_into("<QIHH", mem, 16, 0x3100, 512, 3, 2)  # data, WRITE|NEXT
+struct.pack_into("<QIHH", mem, 32, 0x3400, 1, 2, 0)  # status, WRITE
+struct.pack_into("<HHH", mem, 0x100, 0, 1, 0)  # avail: flags, idx 1, ring[0] = 0
+put("mmio_transport", "blk-negotiate-and-read",
+    b"\x00" + bytes(mem) + negotiate([(0, 0)]) + op(3, 0, 0) + op(0, 0x60, 0) + op(1, 0x64, 1))
+net = bytearray(0x4000)
+struct.pack_into("<QIHH", net, 0, 0x3000, 2048, 2, 0)  # one writable RX buffer
+struct.pack_into("<HHH", net, 0x100, 0, 1, 0)
+put("mmio_transport", "net-negotiate-and-receive",
+    b"\x01" + bytes(net) + negotiate([(0, 0), (1, 0x1000)]) + op(3, 0, 2) + op(3, 0, 0) +
+    op(0, 0x100, 0, 0) + op(0, 0x104, 0, 1))
