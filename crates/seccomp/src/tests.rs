@@ -20,15 +20,17 @@ fn child_body(role: ThreadRole, forbidden: &str) {
     std::thread::sleep(std::time::Duration::from_millis(1));
     let _ = std::time::SystemTime::now();
     eprintln!("ALLOWED-OK {}", role.name());
-    // SAFETY (all below): plain syscalls on descriptors and buffers we own; each one
-    // is expected to trap.
+    // Each call below is expected to trap.
     match forbidden {
+        // SAFETY: a plain syscall with constant arguments.
         "socket" => unsafe {
             libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
         },
+        // SAFETY: a plain syscall on a static NUL-terminated path.
         "openat" => unsafe {
             libc::openat(libc::AT_FDCWD, c"/etc/passwd".as_ptr(), libc::O_RDONLY);
         },
+        // SAFETY: a new anonymous mapping; nothing existing is touched.
         "mmap-exec" => unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -39,6 +41,8 @@ fn child_body(role: ThreadRole, forbidden: &str) {
                 0,
             );
         },
+        // SAFETY: FIONREAD on stdin with a null pointer fails or traps; no memory is
+        // written through it.
         "ioctl" => unsafe {
             libc::ioctl(0, libc::FIONREAD, std::ptr::null_mut::<libc::c_int>());
         },
@@ -131,6 +135,7 @@ fn off_builds_no_filters() {
     assert!(!filters.enabled());
     // Installing nothing succeeds and leaves this thread unconfined.
     filters.install(ThreadRole::Vcpu, "x").unwrap();
+    // SAFETY: a plain syscall with constant arguments.
     let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM, 0) };
     assert!(fd >= 0);
     // SAFETY: closing the socket we just opened.
