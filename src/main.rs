@@ -37,8 +37,21 @@ fn error_chain(err: &dyn Error) -> String {
     text
 }
 
+/// Exit status for a run stopped by signal `sig` (128 + N, as shells report it).
+fn stopped_by(sig: i32) -> ExitCode {
+    eprintln!("minivmm: stopped by signal {sig}");
+    ExitCode::from(128u8.saturating_add(sig as u8))
+}
+
 fn main() -> ExitCode {
     let origin = Instant::now();
+    // Handlers first: a signal that arrives while the VM is being built is kept and
+    // acted on as soon as the VM's stop descriptor exists (or before it is started).
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        if let Err(e) = vmm_sys_util::signal::register_signal_handler(sig, on_signal) {
+            eprintln!("minivmm: warning: cannot handle signal {sig}: {e}");
+        }
+    }
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
@@ -84,13 +97,6 @@ fn main() -> ExitCode {
         .format_timestamp_micros()
         .init();
 
-    // Handlers first: a signal that arrives while the VM starts is kept and acted on
-    // as soon as the VM's stop descriptor exists.
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        if let Err(e) = vmm_sys_util::signal::register_signal_handler(sig, on_signal) {
-            log::warn!("cannot handle signal {sig}: {e}");
-        }
-    }
     // The main thread's own filter, compiled now (it reads the filter file) and
     // installed once the VM runs.
     let main_filter = match vmm::SeccompFilters::new(&config.seccomp) {
@@ -100,6 +106,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if STOP_SIGNAL.load(Ordering::SeqCst) != 0 {
+        return stopped_by(STOP_SIGNAL.load(Ordering::SeqCst));
+    }
     let handle = match VmBuilder::from_config(config).start() {
         Ok(h) => h,
         Err(e) => {
@@ -131,11 +140,7 @@ fn main() -> ExitCode {
             log::info!("{r}");
             ExitCode::SUCCESS
         }
-        ExitReason::StopRequested => {
-            let sig = STOP_SIGNAL.load(Ordering::SeqCst);
-            eprintln!("minivmm: stopped by signal {sig}");
-            ExitCode::from(128u8.saturating_add(sig as u8))
-        }
+        ExitReason::StopRequested => stopped_by(STOP_SIGNAL.load(Ordering::SeqCst)),
         r => {
             eprintln!("minivmm: error: {r}");
             ExitCode::FAILURE
