@@ -237,6 +237,13 @@ fn unusable_disks() {
         "is in use by another process (locked)",
     );
     drop(held);
+    // More devices than the layout has IRQs for: refused before any file is opened.
+    let g = guest();
+    let mut args = vec!["--kernel", g.as_str()];
+    for _ in 0..15 {
+        args.extend(["--disk", "path=/nonexistent/disk.img"]);
+    }
+    fails_with(&args, "too many virtio devices: at most 14");
 }
 
 #[test]

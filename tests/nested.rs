@@ -44,6 +44,81 @@ fn check_network_from_user_space(log: &str) {
     );
 }
 
+/// Host-side disk faults under guest user space (run_l2 disk-faults): EIO from a
+/// device-mapper error target on vda, ENOSPC from a full tmpfs under vdb. The guest
+/// sees I/O errors, minivmm keeps running (the guest powers off normally), and the
+/// 1 MiB written and flushed before the errors reads back the same in the guest and
+/// in L1.
+fn check_disk_faults(log: &str) {
+    let run = section(log, "disk-faults");
+    let out = &run.output;
+    assert_eq!(run.rc, 0, "{out}");
+    for line in [
+        "MINIVMM-GUEST: vda read in the error range failed: I/O error",
+        "MINIVMM-GUEST: vda write in the error range failed: I/O error",
+        "MINIVMM-GUEST: vdb write past the free space failed: I/O error",
+        "MINIVMM-GUEST: powering off",
+    ] {
+        assert!(out.contains(line), "missing '{line}':\n{}", tail(out, 40));
+    }
+    for disk in ["vda", "vdb"] {
+        let flushed = value(out, &format!("MINIVMM-GUEST: {disk} flushed sha256="));
+        assert_eq!(flushed.len(), 64, "{out}");
+        assert_eq!(
+            value(out, &format!("MINIVMM-GUEST: {disk} reread sha256=")),
+            flushed,
+            "{disk}: flushed data changed under the guest"
+        );
+        assert_eq!(
+            value(log, &format!("L1: {disk} image sha256=")),
+            flushed,
+            "{disk}: flushed data not in the host image"
+        );
+    }
+}
+
+/// SIGTERM while the L2 kernel boots, when it starts init, and in user space: exit
+/// 143 each time, and the tap minivmm created is gone.
+fn check_sigterm_phases(log: &str) {
+    for (name, marker, tap) in [
+        ("sigterm-kernel", "Linux version", "mvms0"),
+        ("sigterm-init", "Run /init", "mvms1"),
+        ("sigterm-user", "MINIVMM-GUEST: user space reached", "mvms2"),
+    ] {
+        let run = section(log, name);
+        let out = &run.output;
+        assert!(
+            out.contains(&format!("L1: saw '{marker}'; SIGTERM")),
+            "{name}:\n{out}"
+        );
+        assert_eq!(run.rc, 143, "{name}:\n{out}");
+        assert!(
+            out.contains("minivmm: stopped by signal 15"),
+            "{name}:\n{out}"
+        );
+        assert!(
+            out.contains(&format!("L1: {tap} removed")),
+            "{name}:\n{out}"
+        );
+    }
+}
+
+/// A guest kernel panic (init exits) is reported through pvpanic: minivmm exits 1
+/// with a clear reason instead of treating the reboot that follows as a reset.
+fn check_panic(log: &str) {
+    let run = section(log, "panic");
+    let out = &run.output;
+    assert!(
+        out.contains("Kernel panic - not syncing: Attempted to kill init!"),
+        "{out}"
+    );
+    assert_eq!(run.rc, 1, "{out}");
+    assert!(
+        out.contains("minivmm: error: the guest kernel panicked"),
+        "{out}"
+    );
+}
+
 fn check_user_space(run: &L2Run, cpus: u32, mem_mib: u64) {
     assert_eq!(
         run.rc,
@@ -100,6 +175,17 @@ echo "L1: raw sha256=$(dd if=/tmp/raw.img bs=1M count=4 2>/dev/null | sha256sum 
 echo "L1: ro after $(sha256sum /tmp/ro.img | cut -d' ' -f1)"
 run_l2 disk-verify --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M $DISKS --cmdline 'noxsave minivmm.action=disk-verify'
 run_l2_net net mvm0 --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M --net tap=mvm0,create=on --cmdline 'noxsave minivmm.action=net' --log-level info
+truncate -s 16M /tmp/dm-back.img
+loopdev=$(losetup -f) && losetup "$loopdev" /tmp/dm-back.img
+printf '0 16384 linear %s 0\n16384 16384 error\n' "$loopdev" | dmsetup create mvm-eio --noudevsync && dmsetup mknodes mvm-eio
+mkdir -p /tmp/small && mount -t tmpfs -o size=4m tmpfs /tmp/small && truncate -s 16M /tmp/small/disk.img
+run_l2 disk-faults --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M --disk path=/dev/mapper/mvm-eio --disk path=/tmp/small/disk.img --cmdline 'noxsave minivmm.action=disk-faults'
+echo "L1: vda image sha256=$(dd if=/dev/mapper/mvm-eio bs=1M count=1 2>/dev/null | sha256sum | cut -d' ' -f1)"
+echo "L1: vdb image sha256=$(dd if=/tmp/small/disk.img bs=1M count=1 2>/dev/null | sha256sum | cut -d' ' -f1)"
+sigterm_at sigterm-kernel 'Linux version' mvms0 --kernel /l2/bzImage --initrd /l2/initramfs.cpio --mem 256M --cmdline noxsave
+sigterm_at sigterm-init 'Run /init' mvms1 --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M --cmdline noxsave
+sigterm_at sigterm-user 'MINIVMM-GUEST: user space reached' mvms2 --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M --cmdline 'noxsave minivmm.action=idle'
+run_l2 panic --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M --cmdline 'noxsave minivmm.action=panic'
 "#,
         &[],
     );
@@ -196,6 +282,9 @@ run_l2_net net mvm0 --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M 
     );
 
     check_network_from_user_space(&log);
+    check_disk_faults(&log);
+    check_sigterm_phases(&log);
+    check_panic(&log);
 
     println!(
         "nested: time to user space (boot timer, ms since minivmm start): elf-2cpu {:.0}, bzimage-gzip {:.0}",

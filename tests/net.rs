@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::net::{RawSocket, TestTap};
+use common::net::{ip, RawSocket, TestTap};
 use common::*;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -189,4 +189,52 @@ fn a_tap_minivmm_creates_is_gone_after_it_exits() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(128 + libc::SIGTERM), "{status}");
     assert!(!sys.exists(), "{name} outlived minivmm");
+}
+
+/// The tap is deleted while the guest sends: minivmm logs it once, keeps completing
+/// the guest's transmissions, and the guest runs to its end.
+#[test]
+fn the_guest_keeps_running_when_its_tap_disappears() {
+    let Some(tap) = tap("tap disappears", "mvt-gone0") else {
+        return;
+    };
+    let net = format!("tap={}", tap.name);
+    let mut vmm = Vmm(Command::new(MINIVMM)
+        .args(["--kernel", test_guest().to_str().unwrap()])
+        .args(["--cmdline", "guest.test=net-tx-bench net.count=20000"])
+        .args(["--net", &net])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start minivmm"));
+    let child = &mut vmm.0;
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut console = String::new();
+    let mut line = String::new();
+    while !console.contains("net-bench: tx start") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "{console}");
+        console.push_str(&line);
+    }
+    ip(None, &["link", "del", &tap.name]).expect("delete the tap");
+    std::mem::forget(tap);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !console.contains("net-bench: tx done sent=20000") {
+        assert!(Instant::now() < deadline, "the guest stopped: {console}");
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "{console}");
+        console.push_str(&line);
+    }
+    let status = child.wait().expect("wait");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(0), "{console}{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 1, "logged once: {stderr}");
+    assert!(
+        lines[0].contains("virtio-net mvt-gone0: ")
+            && lines[0].ends_with("(os error 77); the guest keeps running"),
+        "{stderr}"
+    );
 }

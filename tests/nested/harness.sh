@@ -22,14 +22,15 @@ log() { echo "harness: $*" >&2; }
 # --- L1 kernel and KVM modules, from Debian's cloud kernel package ----------------
 l1_pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')
 [ -n "$l1_pkg" ] || { log "cannot resolve linux-image-cloud-amd64 (run apt-get update)"; exit 1; }
-l1_dir="$cache/l1-$l1_pkg"
+# (v2: with dm-mod, for the disk-fault scenario's device-mapper error target.)
+l1_dir="$cache/l1-v2-$l1_pkg"
 if [ ! -f "$l1_dir/vmlinuz" ]; then
     log "fetching $l1_pkg"
     tmp=$(mktemp -d)
     (cd "$tmp" && apt-get download "$l1_pkg" >/dev/null 2>&1 && dpkg-deb -x ./*.deb x)
     mkdir -p "$l1_dir.tmp"
     cp "$tmp"/x/boot/vmlinuz-* "$l1_dir.tmp/vmlinuz"
-    for m in virt/lib/irqbypass arch/x86/kvm/kvm arch/x86/kvm/kvm-amd drivers/net/tun drivers/block/loop; do
+    for m in virt/lib/irqbypass arch/x86/kvm/kvm arch/x86/kvm/kvm-amd drivers/net/tun drivers/block/loop drivers/md/dm-mod; do
         f=$(find "$tmp"/x/lib/modules -path "*/kernel/$m.ko*" | head -n1)
         [ -n "$f" ] || { log "module $m not in $l1_pkg"; exit 1; }
         cp "$f" "$l1_dir.tmp/"
@@ -51,7 +52,7 @@ mkdir -p "$stage"/{bin,dev,proc,sys,tmp,lib,l2}
 cp /bin/busybox "$stage/bin/busybox"
 cp "$minivmm" "$stage/bin/minivmm"
 cp "$l1_dir"/*.ko* "$stage/lib/"
-for m in irqbypass kvm kvm-amd tun loop; do
+for m in irqbypass kvm kvm-amd tun loop dm-mod; do
     (cd "$stage/lib" && ls $m.ko*) >> "$stage/lib/modules.list"
 done
 cp "$kernel_dir/vmlinux" "$kernel_dir/bzImage" "$stage/l2/"
@@ -62,15 +63,19 @@ truncate -s 32M "$stage/l2/disk.ext4"
 mkfs.ext4 -q -F "$stage/l2/disk.ext4"
 truncate -s 8M "$stage/l2/raw.img"
 yes minivmm 2>/dev/null | head -c 1M > "$stage/l2/ro.img" || true
-# With MINIVMM_NESTED_QEMU=1, QEMU (and the libraries it links) goes into L1 too, as a
-# peer to compare minivmm with under the same emulated host.
-if [ "${MINIVMM_NESTED_QEMU:-0}" = 1 ]; then
-    qemu=$(command -v qemu-system-x86_64)
-    cp "$qemu" "$stage/bin/qemu-system-x86_64"
-    for lib in $(ldd "$qemu" | awk '/=>/ {print $3} /^\t\// {print $1}'); do
+# dmsetup and the libraries it links, for a device-mapper error target in L1.
+pack_binary() {
+    cp "$1" "$stage/bin/$(basename "$1")"
+    for lib in $(ldd "$1" | awk '/=>/ {print $3} /^\t\// {print $1}'); do
         mkdir -p "$stage$(dirname "$lib")"
         cp -L "$lib" "$stage$lib"
     done
+}
+pack_binary "$(command -v dmsetup || echo /usr/sbin/dmsetup)"
+# With MINIVMM_NESTED_QEMU=1, QEMU (and the libraries it links) goes into L1 too, as a
+# peer to compare minivmm with under the same emulated host.
+if [ "${MINIVMM_NESTED_QEMU:-0}" = 1 ]; then
+    pack_binary "$(command -v qemu-system-x86_64)"
     mkdir -p "$stage/usr/share/qemu"
     for rom in bios-microvm.bin qboot.rom pvh.bin linuxboot_dma.bin; do
         cp -L "/usr/share/qemu/$rom" "$stage/usr/share/qemu/$rom"

@@ -136,3 +136,23 @@ EOF
     if [ -e "/sys/class/net/$tap" ]; then echo "L1: $tap still exists"; else echo "L1: $tap removed"; fi
     echo "=== END $name rc=$rc"
 }
+
+# sigterm_at NAME MARKER TAP ARGS...: starts minivmm (with a created tap TAP), waits
+# for MARKER in its output, sends SIGTERM, and reports the exit status and whether
+# the tap is gone.
+sigterm_at() {
+    name=$1; marker=$2; tap=$3; shift 3
+    echo "=== BEGIN $name"
+    bounded_start /tmp/l2.out minivmm --net "tap=$tap,create=on" "$@"
+    n=0
+    while ! grep -q "$marker" /tmp/l2.out && [ $n -lt 1200 ] && kill -0 "$bounded_pid" 2>/dev/null; do
+        sleep 0.1; n=$((n + 1))
+    done
+    grep -q "$marker" /tmp/l2.out && echo "L1: saw '$marker'; SIGTERM"
+    kill -TERM "$bounded_pid"
+    bounded_wait
+    rc=$?
+    tail -n 3 /tmp/l2.out
+    if ip link show "$tap" >/dev/null 2>&1; then echo "L1: $tap left behind"; else echo "L1: $tap removed"; fi
+    echo "=== END $name rc=$rc"
+}

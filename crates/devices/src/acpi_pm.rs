@@ -92,7 +92,7 @@ impl AcpiPmDevice {
         if sleep_type == u16::from(self.s5_sleep_type) {
             Self::signal(&self.poweroff_evt, "power-off (S5)");
         } else {
-            log::warn!("acpi: sleep type {sleep_type} is not supported; ignored");
+            crate::guest_warn!("acpi: sleep type {sleep_type} is not supported; ignored");
         }
     }
 }

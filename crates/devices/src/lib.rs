@@ -3,7 +3,9 @@
 pub mod acpi_pm;
 pub mod boot_timer;
 pub mod bus;
+pub mod guest_log;
 pub mod i8042;
+pub mod pvpanic;
 pub mod serial;
 pub mod trigger;
 pub mod virtio;

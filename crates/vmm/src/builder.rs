@@ -29,6 +29,8 @@ pub struct Machine {
     pub reset_evt: vmm_sys_util::eventfd::EventFd,
     /// Signalled by the guest's power-off request.
     pub poweroff_evt: vmm_sys_util::eventfd::EventFd,
+    /// Signalled when the guest kernel reports a panic.
+    pub panic_evt: vmm_sys_util::eventfd::EventFd,
     /// virtio devices, for the event loop.
     pub virtio: Vec<crate::virtio_devices::VirtioSlot>,
     /// Tells vCPUs to park or leave their loops.
@@ -93,6 +95,7 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
         serial,
         reset_evt,
         poweroff_evt,
+        panic_evt,
         acpi_pm,
     } = platform::attach_devices(&vm_fd, console, timeline)?;
 
@@ -126,6 +129,7 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
         serial,
         reset_evt,
         poweroff_evt,
+        panic_evt,
         virtio,
         state,
         acpi_pm,

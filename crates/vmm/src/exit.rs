@@ -11,6 +11,9 @@ pub enum ExitReason {
     GuestReset,
     /// The guest powered off.
     GuestPowerOff,
+    /// The guest kernel reported a panic (pvpanic, x86_64). Without that device, a
+    /// panicking kernel reboots (`panic=1` in the default command line): a reset.
+    GuestPanic,
     /// [`crate::VmHandle::stop`] (or a signal routed to it) stopped the VM.
     StopRequested,
     /// A vCPU stopped on something the guest did not ask for.
@@ -36,7 +39,7 @@ impl ExitReason {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::GuestReset | Self::GuestPowerOff | Self::StopRequested => 0,
-            Self::VcpuFailed { .. } | Self::Internal(_) => 1,
+            Self::GuestPanic | Self::VcpuFailed { .. } | Self::Internal(_) => 1,
         }
     }
 
@@ -55,6 +58,7 @@ impl fmt::Display for ExitReason {
         match self {
             Self::GuestReset => write!(f, "guest requested a reset"),
             Self::GuestPowerOff => write!(f, "guest powered off"),
+            Self::GuestPanic => write!(f, "the guest kernel panicked"),
             Self::StopRequested => write!(f, "stopped on request"),
             Self::VcpuFailed { vcpu, reason } => write!(f, "vCPU {vcpu}: {reason}"),
             Self::Internal(what) => write!(f, "VMM failure: {what}"),

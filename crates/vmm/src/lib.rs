@@ -41,7 +41,7 @@ pub use boot::cmdline::{Preset, DEFAULT_CMDLINE};
 pub use config::{
     parse_mac, parse_mem_size, ConsoleInput, ConsoleOutput, DiskConfig, NetConfig, VmConfig,
 };
-pub use console_stream::{console_stream, ConsoleSink, ConsoleStream};
+pub use console_stream::{console_stream, ConsoleSink, ConsoleStream, CONSOLE_STREAM_LIMIT};
 pub use error::VmmError;
 pub use exit::{ExitReason, VmExit};
 pub use handle::VmHandle;

@@ -36,6 +36,7 @@ enum Cause {
     VcpuExited,
     GuestReset,
     GuestPowerOff,
+    GuestPanic,
     StopRequested,
 }
 
@@ -150,6 +151,7 @@ pub(crate) fn launch(
             (exit_evt, Cause::VcpuExited),
             (machine.reset_evt, Cause::GuestReset),
             (machine.poweroff_evt, Cause::GuestPowerOff),
+            (machine.panic_evt, Cause::GuestPanic),
             (stop_evt, Cause::StopRequested),
         ],
         cause: None,
@@ -238,6 +240,7 @@ impl Running {
         let reason = match cause {
             Ok(Cause::GuestReset) => ExitReason::GuestReset,
             Ok(Cause::GuestPowerOff) => ExitReason::GuestPowerOff,
+            Ok(Cause::GuestPanic) => ExitReason::GuestPanic,
             Ok(Cause::StopRequested) => ExitReason::StopRequested,
             Ok(Cause::VcpuExited) => first_reason(&self.reasons),
             Err(what) => ExitReason::Internal(what),

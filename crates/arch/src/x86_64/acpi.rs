@@ -11,7 +11,7 @@
 
 use super::layout::{
     ACPI_PM_PORT_BASE, ACPI_RESET_VALUE, ACPI_SCI_IRQ, ACPI_START, APIC_ADDR, HIMEM_START,
-    IOAPIC_ADDR,
+    IOAPIC_ADDR, PVPANIC_PORT,
 };
 use super::mptable::ioapic_id;
 use acpi_tables::facs::FACS;
@@ -73,7 +73,8 @@ fn io_register(port: u64, bytes: u8) -> GAS {
     GAS::new(AddressSpace::SystemIo, bytes * 8, 0, access, port)
 }
 
-/// The DSDT: just the `\_S5_` package, so the guest knows how to enter soft-off.
+/// The DSDT: the `\_S5_` package, so the guest knows how to enter soft-off, and the
+/// pvpanic device (`QEMU0001` at [`PVPANIC_PORT`]), so it can report a kernel panic.
 pub fn dsdt() -> Vec<u8> {
     let mut dsdt = Sdt::new(*b"DSDT", 36, 6, OEM_ID, OEM_TABLE_ID, OEM_REVISION);
     let s5 = aml::Name::new(
@@ -81,6 +82,14 @@ pub fn dsdt() -> Vec<u8> {
         &aml::Package::new(vec![&S5_SLEEP_TYPE, &0u8, &0u8, &0u8]),
     );
     dsdt.append_slice(&bytes(&s5));
+    let hid: aml::AmlString = "QEMU0001".into();
+    let port = PVPANIC_PORT as u16;
+    let io = aml::IO::new(port, port, 1, 1);
+    let resources = aml::ResourceTemplate::new(vec![&io]);
+    let hid = aml::Name::new("_HID".into(), &hid);
+    let crs = aml::Name::new("_CRS".into(), &resources);
+    let pvpanic = aml::Device::new("_SB_.PEVT".into(), vec![&hid, &crs]);
+    dsdt.append_slice(&bytes(&pvpanic));
     dsdt.as_slice().to_vec()
 }
 
@@ -274,6 +283,17 @@ mod tests {
             off += madt[off + 1] as usize;
         }
         assert_eq!(apic_ids, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn dsdt_describes_the_pvpanic_port() {
+        let d = dsdt();
+        assert!(d.windows(4).any(|w| w == b"PEVT"));
+        assert!(d.windows(8).any(|w| w == b"QEMU0001"));
+        // IO descriptor: tag 0x47, decode16, min and max = 0x505, alignment 1, length 1.
+        assert!(d
+            .windows(8)
+            .any(|w| w == [0x47, 0x01, 0x05, 0x05, 0x05, 0x05, 0x01, 0x01]));
     }
 
     #[test]

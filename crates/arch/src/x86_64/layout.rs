@@ -70,6 +70,9 @@ pub const SERIAL_PORT_BASE: u64 = 0x3f8;
 pub const SERIAL_PORT_SIZE: u64 = 8;
 /// GSI of the serial console.
 pub const SERIAL_IRQ: u32 = 4;
+/// I/O port of the pvpanic device (QEMU's "QEMU0001" ACPI device; the guest writes
+/// bit 0 when its kernel panics).
+pub const PVPANIC_PORT: u64 = 0x505;
 /// I/O port base of the i8042 controller stub (data port 0x60 .. command port 0x64).
 pub const I8042_PORT_BASE: u64 = 0x60;
 /// Number of I/O ports of the i8042 stub.

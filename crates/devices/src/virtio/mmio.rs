@@ -112,11 +112,11 @@ impl MmioTransport {
     fn activate(&mut self) -> bool {
         for (i, q) in self.queues.iter().enumerate() {
             if !q.ready() {
-                log::warn!("virtio-mmio: queue {i} not ready at DRIVER_OK");
+                crate::guest_warn!("virtio-mmio: queue {i} not ready at DRIVER_OK");
                 return false;
             }
             if !q.is_valid(&self.memory) {
-                log::warn!("virtio-mmio: queue {i} is not valid in guest memory");
+                crate::guest_warn!("virtio-mmio: queue {i} is not valid in guest memory");
                 return false;
             }
         }
@@ -127,7 +127,7 @@ impl MmioTransport {
             .map(|q| Queue::try_from(q.state()))
             .collect();
         let Ok(queues) = queues else {
-            log::warn!("virtio-mmio: queue state cannot be copied");
+            crate::guest_warn!("virtio-mmio: queue state cannot be copied");
             return false;
         };
         let activation = Activation {
@@ -147,7 +147,7 @@ impl MmioTransport {
                 true
             }
             Err(e) => {
-                log::warn!("virtio-mmio: activation failed: {e}");
+                crate::guest_warn!("virtio-mmio: activation failed: {e}");
                 false
             }
         }
@@ -165,7 +165,7 @@ impl MmioTransport {
         // The driver only adds bits, in order: ACKNOWLEDGE, DRIVER, FEATURES_OK, DRIVER_OK.
         let added = value & !self.status;
         if value & self.status != self.status {
-            log::warn!(
+            crate::guest_warn!(
                 "virtio-mmio: status {value:#x} clears bits of {:#x}; ignored",
                 self.status
             );
@@ -183,12 +183,12 @@ impl MmioTransport {
                 continue;
             }
             if order[..i].iter().any(|b| next & b == 0) {
-                log::warn!("virtio-mmio: status bit {bit:#x} set out of order; ignored");
+                crate::guest_warn!("virtio-mmio: status bit {bit:#x} set out of order; ignored");
                 return;
             }
             match *bit {
                 VIRTIO_CONFIG_S_FEATURES_OK if !self.features_ok() => {
-                    log::warn!(
+                    crate::guest_warn!(
                         "virtio-mmio: driver features {:#x} not acceptable (offered {:#x})",
                         self.driver_features,
                         self.device.features()
@@ -247,7 +247,7 @@ impl MmioTransport {
             VIRTIO_MMIO_DRIVER_FEATURES_SEL => self.driver_features_sel = value,
             VIRTIO_MMIO_DRIVER_FEATURES => {
                 if !self.has(VIRTIO_CONFIG_S_DRIVER) || self.has(VIRTIO_CONFIG_S_FEATURES_OK) {
-                    log::warn!(
+                    crate::guest_warn!(
                         "virtio-mmio: driver features written in status {:#x}; ignored",
                         self.status
                     );
@@ -262,7 +262,7 @@ impl MmioTransport {
                         self.driver_features =
                             (self.driver_features & 0xffff_ffff) | (u64::from(value) << 32)
                     }
-                    sel => log::warn!("virtio-mmio: driver features select {sel} ignored"),
+                    sel => crate::guest_warn!("virtio-mmio: driver features select {sel} ignored"),
                 }
             }
             VIRTIO_MMIO_QUEUE_SEL => self.queue_sel = value,
@@ -272,7 +272,7 @@ impl MmioTransport {
                         log::error!("virtio-mmio: cannot signal queue {value}: {e}");
                     }
                 }
-                None => log::warn!("virtio-mmio: notify for missing queue {value}"),
+                None => crate::guest_warn!("virtio-mmio: notify for missing queue {value}"),
             },
             VIRTIO_MMIO_INTERRUPT_ACK => self.interrupt.ack(value),
             VIRTIO_MMIO_STATUS => self.write_status(value),
@@ -285,21 +285,23 @@ impl MmioTransport {
             | VIRTIO_MMIO_QUEUE_USED_LOW
             | VIRTIO_MMIO_QUEUE_USED_HIGH => {
                 if !queue_config {
-                    log::warn!(
+                    crate::guest_warn!(
                         "virtio-mmio: queue register {offset:#x} written in status {:#x}; ignored",
                         self.status
                     );
                     return;
                 }
                 let Some(q) = self.selected_queue() else {
-                    log::warn!("virtio-mmio: queue register written with no queue selected");
+                    crate::guest_warn!(
+                        "virtio-mmio: queue register written with no queue selected"
+                    );
                     return;
                 };
                 match offset {
                     VIRTIO_MMIO_QUEUE_NUM => {
                         let ok = u16::try_from(value).is_ok_and(|n| q.try_set_size(n).is_ok());
                         if !ok {
-                            log::warn!("virtio-mmio: invalid queue size {value}");
+                            crate::guest_warn!("virtio-mmio: invalid queue size {value}");
                         }
                     }
                     VIRTIO_MMIO_QUEUE_READY => q.set_ready(value == 1),
@@ -328,7 +330,7 @@ impl BusDevice for MmioTransport {
                 data.copy_from_slice(&v.to_le_bytes());
             }
             _ => {
-                log::warn!(
+                crate::guest_warn!(
                     "virtio-mmio: {}-byte read at {offset:#x} ignored",
                     data.len()
                 );
@@ -348,7 +350,7 @@ impl BusDevice for MmioTransport {
             (Ok(off), Ok(bytes)) if off % 4 == 0 => {
                 self.write_register(off, u32::from_le_bytes(bytes))
             }
-            _ => log::warn!(
+            _ => crate::guest_warn!(
                 "virtio-mmio: {}-byte write at {offset:#x} ignored",
                 data.len()
             ),

@@ -92,6 +92,7 @@ pub(crate) fn attach_devices(
         serial,
         reset_evt: eventfd()?,
         poweroff_evt: eventfd()?,
+        panic_evt: eventfd()?,
         acpi_pm: None,
     })
 }

@@ -40,6 +40,9 @@ pub(crate) struct PlatformDevices {
     pub reset_evt: EventFd,
     /// Written when the guest powers off through a device.
     pub poweroff_evt: EventFd,
+    /// Written when the guest kernel reports a panic (pvpanic, where the platform
+    /// has it).
+    pub panic_evt: EventFd,
     /// The ACPI power-management registers, where the platform has them.
     pub acpi_pm: Option<Arc<Mutex<AcpiPmDevice>>>,
 }

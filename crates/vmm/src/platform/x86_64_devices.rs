@@ -1,6 +1,7 @@
 //! The always-present devices of an x86 microVM: serial console (port I/O, IRQ 4 via
 //! irqfd), the i8042 controller (reset line), the ACPI power-management registers
-//! (power-off and reset), and the boot-timer MMIO byte.
+//! (power-off and reset), pvpanic (the guest kernel reports a panic), and the
+//! boot-timer MMIO byte.
 
 use super::{eventfd, PlatformDevices};
 use crate::error::VmmError;
@@ -9,6 +10,7 @@ use arch::layout;
 use devices::acpi_pm::AcpiPmDevice;
 use devices::boot_timer::BootTimer;
 use devices::i8042::I8042Device;
+use devices::pvpanic::PvPanic;
 use devices::serial::{ConsoleWriter, SerialDevice};
 use devices::trigger::EventFdTrigger;
 use devices::Bus;
@@ -63,6 +65,10 @@ pub fn attach(
         layout::ACPI_PM_PORT_SIZE,
     )?;
 
+    let panic_evt = eventfd()?;
+    let pvpanic = PvPanic::new(panic_evt.try_clone().map_err(VmmError::EventFd)?);
+    io_bus.insert(Arc::new(Mutex::new(pvpanic)), layout::PVPANIC_PORT, 1)?;
+
     let t = timeline.clone();
     let timer = BootTimer::new(
         layout::BOOT_TIMER_MAGIC,
@@ -83,6 +89,7 @@ pub fn attach(
         serial,
         reset_evt,
         poweroff_evt,
+        panic_evt,
         acpi_pm: Some(acpi_pm),
     })
 }

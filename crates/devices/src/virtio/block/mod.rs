@@ -64,7 +64,7 @@ impl Block {
                 written.saturating_add(1)
             }
             Err(e) => {
-                log::warn!("virtio-blk: malformed request: {e}");
+                crate::guest_warn!("virtio-blk: malformed request: {e}");
                 // Answer IOERR where the chain has a usable status byte; else return
                 // the chain untouched (used length 0) so the ring keeps moving.
                 match status_address(mem, descs) {
@@ -123,7 +123,7 @@ impl VirtioDevice for Block {
             return;
         };
         if index != 0 {
-            log::warn!("virtio-blk: notification for queue {index} ignored");
+            crate::guest_warn!("virtio-blk: notification for queue {index} ignored");
             return;
         }
         let mem = &active.memory;
@@ -135,7 +135,7 @@ impl VirtioDevice for Block {
             let descs: Vec<Descriptor> = chain.take(MAX_DESCRIPTORS + 1).collect();
             let len = Self::handle(&mut self.disk, mem, &descs);
             if let Err(e) = active.queue.add_used(mem, head, len) {
-                log::error!("virtio-blk: cannot return descriptor {head}: {e:?}");
+                crate::guest_warn!("virtio-blk: cannot return descriptor {head}: {e:?}");
                 break;
             }
             used = true;

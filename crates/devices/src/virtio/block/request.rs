@@ -165,7 +165,7 @@ pub fn execute(disk: &mut Disk, mem: &GuestMemoryMmap, req: &Request) -> (u8, u3
                 return ioerr;
             };
             if let Err(e) = disk.file.seek(SeekFrom::Start(offset)) {
-                log::warn!("virtio-blk: seek: {e}");
+                crate::guest_warn!("virtio-blk: seek: {e}");
                 return ioerr;
             }
             let mut written = 0u32;
@@ -177,7 +177,7 @@ pub fn execute(disk: &mut Disk, mem: &GuestMemoryMmap, req: &Request) -> (u8, u3
                     mem.write_all_volatile_to(*addr, &mut disk.file, len)
                 };
                 if let Err(e) = res {
-                    log::warn!("virtio-blk: {:?} at sector {}: {e}", req.kind, req.sector);
+                    crate::guest_warn!("virtio-blk: {:?} at sector {}: {e}", req.kind, req.sector);
                     return (VIRTIO_BLK_S_IOERR as u8, written);
                 }
                 if req.kind == Kind::In {
@@ -193,7 +193,7 @@ pub fn execute(disk: &mut Disk, mem: &GuestMemoryMmap, req: &Request) -> (u8, u3
             match disk.file.sync_all() {
                 Ok(()) => (VIRTIO_BLK_S_OK as u8, 0),
                 Err(e) => {
-                    log::warn!("virtio-blk: flush: {e}");
+                    crate::guest_warn!("virtio-blk: flush: {e}");
                     ioerr
                 }
             }

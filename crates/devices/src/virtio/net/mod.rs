@@ -129,7 +129,10 @@ impl Net {
 
     fn backend_error(&mut self, what: &str, e: std::io::Error) {
         if !self.backend_failed {
-            log::error!("virtio-net: {what} failed: {e}; the guest keeps running");
+            log::error!(
+                "virtio-net {}: {what} failed: {e}; the guest keeps running",
+                self.name
+            );
             self.backend_failed = true;
         }
     }
@@ -158,7 +161,10 @@ impl Net {
                     Err(e) => {
                         let msg = "reading from the host interface";
                         if !self.backend_failed {
-                            log::error!("virtio-net: {msg} failed: {e}; the guest keeps running");
+                            log::error!(
+                                "virtio-net {}: {msg} failed: {e}; the guest keeps running",
+                                self.name
+                            );
                             self.backend_failed = true;
                         }
                         break;
@@ -218,7 +224,7 @@ impl Net {
                 }
             }
             if let Err(e) = active.tx.add_used(mem, head, 0) {
-                log::error!("virtio-net: cannot return TX chain {head}: {e:?}");
+                crate::guest_warn!("virtio-net: cannot return TX chain {head}: {e:?}");
                 break;
             }
             used = true;
@@ -314,7 +320,7 @@ impl VirtioDevice for Net {
         match index {
             RX_QUEUE => self.process_rx(),
             TX_QUEUE => self.process_tx(),
-            _ => log::warn!("virtio-net: notification for queue {index} ignored"),
+            _ => crate::guest_warn!("virtio-net: notification for queue {index} ignored"),
         }
     }
 

@@ -115,7 +115,7 @@ fn next_buffer(
                 *skipped += 1;
                 log::debug!("virtio-net: RX buffer {head} unusable: {e}");
                 if let Err(e) = queue.add_used(mem, head, 0) {
-                    log::error!("virtio-net: cannot return RX buffer {head}: {e:?}");
+                    crate::guest_warn!("virtio-net: cannot return RX buffer {head}: {e:?}");
                     return None;
                 }
             }
@@ -133,7 +133,7 @@ fn fill(mem: &GuestMemoryMmap, buffer: &Buffer, data: &[u8]) -> usize {
         let n = (*len).min(data.len() - written);
         if mem.write_slice(&data[written..written + n], *addr).is_err() {
             // Checked when the buffer was taken; memory does not shrink while running.
-            log::error!("virtio-net: RX write at {:#x} failed", addr.0);
+            crate::guest_warn!("virtio-net: RX write at {:#x} failed", addr.0);
             break;
         }
         written += n;
@@ -152,7 +152,7 @@ fn drop_frame(
     log::debug!("virtio-net: no room for a {len}-byte frame in the RX buffers; dropped");
     for buffer in buffers {
         if let Err(e) = queue.add_used(mem, buffer.head, 0) {
-            log::error!("virtio-net: cannot return RX buffer {}: {e:?}", buffer.head);
+            crate::guest_warn!("virtio-net: cannot return RX buffer {}: {e:?}", buffer.head);
         }
     }
     RxOutcome::Dropped
@@ -208,7 +208,7 @@ pub fn deliver(
         let written = fill(mem, buffer, &frame[offset..]);
         offset += written;
         if let Err(e) = queue.add_used(mem, buffer.head, written as u32) {
-            log::error!("virtio-net: cannot return RX buffer {}: {e:?}", buffer.head);
+            crate::guest_warn!("virtio-net: cannot return RX buffer {}: {e:?}", buffer.head);
             break;
         }
     }
