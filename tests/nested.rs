@@ -54,9 +54,10 @@ fn check_disk_faults(log: &str) {
     let out = &run.output;
     assert_eq!(run.rc, 0, "{out}");
     for line in [
-        "MINIVMM-GUEST: vda read in the error range failed: I/O error",
-        "MINIVMM-GUEST: vda write in the error range failed: I/O error",
-        "MINIVMM-GUEST: vdb write past the free space failed: I/O error",
+        "MINIVMM-GUEST: vda read in the error range failed: Input/output error",
+        "MINIVMM-GUEST: vda write and flush in the error range failed: Input/output error",
+        "MINIVMM-GUEST: vdb write past the free space failed: Input/output error",
+        "virtio-blk: read at sector 24576 failed on the host: Input/output error (os error 5); the guest gets IOERR",
         "MINIVMM-GUEST: powering off",
     ] {
         assert!(out.contains(line), "missing '{line}':\n{}", tail(out, 40));

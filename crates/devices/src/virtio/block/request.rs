@@ -177,7 +177,19 @@ pub fn execute(disk: &mut Disk, mem: &GuestMemoryMmap, req: &Request) -> (u8, u3
                     mem.write_all_volatile_to(*addr, &mut disk.file, len)
                 };
                 if let Err(e) = res {
-                    crate::guest_warn!("virtio-blk: {:?} at sector {}: {e}", req.kind, req.sector);
+                    let what = if req.kind == Kind::In {
+                        "read"
+                    } else {
+                        "write"
+                    };
+                    let cause = match &e {
+                        vm_memory::GuestMemoryError::IOError(io) => io.to_string(),
+                        other => other.to_string(),
+                    };
+                    crate::guest_warn!(
+                        "virtio-blk: {what} at sector {} failed on the host: {cause}; the guest gets IOERR",
+                        req.sector
+                    );
                     return (VIRTIO_BLK_S_IOERR as u8, written);
                 }
                 if req.kind == Kind::In {
@@ -193,7 +205,9 @@ pub fn execute(disk: &mut Disk, mem: &GuestMemoryMmap, req: &Request) -> (u8, u3
             match disk.file.sync_all() {
                 Ok(()) => (VIRTIO_BLK_S_OK as u8, 0),
                 Err(e) => {
-                    crate::guest_warn!("virtio-blk: flush: {e}");
+                    crate::guest_warn!(
+                        "virtio-blk: flush failed on the host: {e}; the guest gets IOERR"
+                    );
                     ioerr
                 }
             }
