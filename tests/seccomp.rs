@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -47,13 +46,7 @@ fn modes_while_running(extra: &[&str]) -> Vec<(String, u32)> {
         .spawn()
         .unwrap();
     let mut out = child.stdout.take().unwrap();
-    let mut seen = String::new();
-    let mut buf = [0u8; 256];
-    while !seen.contains("hanging") {
-        let n = out.read(&mut buf).unwrap();
-        assert!(n > 0, "guest output ended early: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    read_until(&mut out, "hanging");
     // The main thread installs its filter right after the VM starts.
     std::thread::sleep(Duration::from_millis(50));
     let modes = thread_modes(child.id());

@@ -65,13 +65,7 @@ fn check_clean_stop(phase: &str, mut cmd: Command, tap: &str, wait_for: Option<&
     // Kept open until minivmm exits, so guest output never meets a closed pipe.
     let mut out = child.stdout.take().unwrap();
     if let Some(marker) = wait_for {
-        let mut seen = String::new();
-        let mut buf = [0u8; 256];
-        while !seen.contains(marker) {
-            let n = std::io::Read::read(&mut out, &mut buf).unwrap();
-            assert!(n > 0, "{phase}: guest output ended early: {seen}");
-            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
+        read_until(&mut out, marker);
         // SAFETY: signalling our own child.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     }

@@ -7,7 +7,6 @@
 mod common;
 
 use common::*;
-use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use vmm::{ExitReason, VmBuilder};
@@ -149,13 +148,7 @@ fn one_process(guest: &str) -> (Sample, u64, i32) {
         .spawn()
         .unwrap();
     let mut out = child.stdout.take().unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 256];
-    while !String::from_utf8_lossy(&seen).contains("hanging") {
-        let n = out.read(&mut buf).unwrap();
-        assert!(n > 0, "guest output ended early");
-        seen.extend_from_slice(&buf[..n]);
-    }
+    read_until(&mut out, "hanging");
     let pid = child.id();
     // The main thread is past its set-up once the guest prints: sample, then stop.
     std::thread::sleep(Duration::from_millis(2));

@@ -277,13 +277,7 @@ fn terminal_is_raw_while_running_and_restored_on_exit() {
         } else {
             "echo: ready\n"
         };
-        let mut seen = String::new();
-        let mut buf = [0u8; 256];
-        while !seen.contains(marker) {
-            let n = std::io::Read::read(&mut out, &mut buf).unwrap();
-            assert!(n > 0, "guest output ended early: {seen}");
-            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
+        read_until(&mut out, marker);
         assert_eq!(
             lflag(slave) & (libc::ICANON | libc::ECHO),
             0,

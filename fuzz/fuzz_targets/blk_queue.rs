@@ -9,6 +9,9 @@
 use devices::virtio::block::disk::Disk;
 use devices::virtio::block::Block;
 use devices::virtio::{Activation, VirtioDevice, VirtioInterrupt};
+#[path = "shared/mod.rs"]
+mod shared;
+
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 use virtio_queue::{Queue, QueueT};
@@ -20,18 +23,7 @@ const QUEUE_SIZE: u16 = 16;
 
 fn image() -> &'static std::path::Path {
     static PATH: OnceLock<std::path::PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let dir = if std::path::Path::new("/dev/shm").is_dir() {
-            "/dev/shm"
-        } else {
-            "/tmp"
-        };
-        let p =
-            std::path::PathBuf::from(format!("{dir}/minivmm-fuzz-blk-{}.img", std::process::id()));
-        let f = std::fs::File::create(&p).unwrap();
-        f.set_len(64 * 512).unwrap();
-        p
-    })
+    PATH.get_or_init(|| shared::scratch_image("blk"))
 }
 
 fuzz_target!(|data: &[u8]| {

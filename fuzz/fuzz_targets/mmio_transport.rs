@@ -12,6 +12,9 @@ use devices::virtio::mmio::MmioTransport;
 use devices::virtio::net::Net;
 use devices::virtio::{VirtioDevice, VirtioInterrupt};
 use devices::BusDevice;
+#[path = "shared/mod.rs"]
+mod shared;
+
 use libfuzzer_sys::fuzz_target;
 use std::os::unix::net::UnixDatagram;
 use std::sync::OnceLock;
@@ -25,20 +28,7 @@ const OP_LEN: usize = 8;
 
 fn image() -> &'static std::path::Path {
     static PATH: OnceLock<std::path::PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let dir = if std::path::Path::new("/dev/shm").is_dir() {
-            "/dev/shm"
-        } else {
-            "/tmp"
-        };
-        let p = std::path::PathBuf::from(format!(
-            "{dir}/minivmm-fuzz-mmio-{}.img",
-            std::process::id()
-        ));
-        let f = std::fs::File::create(&p).unwrap();
-        f.set_len(64 * 512).unwrap();
-        p
-    })
+    PATH.get_or_init(|| shared::scratch_image("mmio"))
 }
 
 fuzz_target!(|data: &[u8]| {

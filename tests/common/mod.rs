@@ -288,3 +288,16 @@ pub fn lflag(fd: &impl std::os::fd::AsRawFd) -> libc::tcflag_t {
         t.c_lflag
     }
 }
+
+/// Reads `out` until the text seen so far contains `marker`; returns that text.
+/// Panics if the output ends first.
+pub fn read_until(out: &mut impl std::io::Read, marker: &str) -> String {
+    let mut seen = String::new();
+    let mut buf = [0u8; 256];
+    while !seen.contains(marker) {
+        let n = out.read(&mut buf).expect("read guest output");
+        assert!(n > 0, "guest output ended before '{marker}': {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    seen
+}
