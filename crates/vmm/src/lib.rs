@@ -20,7 +20,9 @@
 //!
 //! Threads: one per vCPU (`minivmm-vcpuN`) running KVM_RUN, and one event loop
 //! (`minivmm-events`) that owns the VM, runs the devices, feeds console input,
-//! carries out the handle's requests and ends the VM.
+//! carries out the handle's requests and ends the VM. Each installs its seccomp
+//! allow-list before the guest runs ([`SeccompPolicy`], on by default); the embedding
+//! program's own threads are left alone.
 
 mod builder;
 pub mod config;
