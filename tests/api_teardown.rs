@@ -12,8 +12,9 @@ fn fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
+/// This process's own threads (KVM's per-VM worker is checked on its own).
 fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task").unwrap().count()
+    thread_counts("self").0
 }
 
 fn counting_vm() -> (vmm::VmHandle, vmm::ConsoleStream) {
@@ -37,6 +38,7 @@ fn stop_and_drop_end_the_vm_and_leak_nothing() {
     }
     // One VM first: the process-wide signal handler and the test guest build are done.
     drop(counting_vm());
+    let kvm_before = kvm_workers_settle(0);
     let (fds_before, threads_before) = (fds(), threads());
     for round in 0..3 {
         let (vm, _console) = counting_vm();
@@ -55,6 +57,11 @@ fn stop_and_drop_end_the_vm_and_leak_nothing() {
     }
     assert_eq!(fds(), fds_before, "descriptors leaked");
     assert_eq!(threads(), threads_before, "threads leaked");
+    assert_eq!(
+        kvm_workers_settle(kvm_before),
+        kvm_before,
+        "KVM workers left"
+    );
     // In the same test: the counts above are per process.
     created_tap_goes_with_the_handle();
     assert_eq!(fds(), fds_before, "descriptors leaked by the VM with a tap");

@@ -28,18 +28,9 @@ fn rss_kib(pid: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Threads of `pid`, not counting KVM's own worker that lives in a VM's process.
+/// Threads of `pid`, not counting KVM's own worker (checked on its own).
 fn threads(pid: &str) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|t| {
-                    let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-                    !comm.starts_with("kvm-")
-                })
-                .count()
-        })
-        .unwrap_or(0)
+    thread_counts(pid).0
 }
 
 fn fds(pid: &str) -> usize {
@@ -79,6 +70,7 @@ fn print_samples(what: &str, samples: &[Sample]) {
 
 fn in_process() {
     let guest = test_guest();
+    let kvm_before = kvm_workers_settle(0);
     let before = sample("self");
     let start = Instant::now();
     let mut samples = Vec::with_capacity(BOOTS);
@@ -113,6 +105,11 @@ fn in_process() {
         assert_eq!(s.threads, before.threads, "threads after boot {}", i + 1);
         assert_eq!(s.fds, before.fds, "descriptors after boot {}", i + 1);
     }
+    assert_eq!(
+        kvm_workers_settle(kvm_before),
+        kvm_before,
+        "KVM's per-VM workers outlived their VMs"
+    );
     let warm = samples[WARM_UP - 1].rss_kib;
     let peak = samples[WARM_UP..]
         .iter()

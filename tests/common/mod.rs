@@ -301,3 +301,36 @@ pub fn read_until(out: &mut impl std::io::Read, marker: &str) -> String {
     }
     seen
 }
+
+/// Threads of process `pid` ("self" for this one), without KVM's own per-VM worker
+/// (`kvm-nx-lpage-recovery`, which the host kernel runs in the VMM's thread group);
+/// and the number of those workers.
+pub fn thread_counts(pid: &str) -> (usize, usize) {
+    let mut vmm = 0;
+    let mut kvm = 0;
+    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in dir.filter_map(Result::ok) {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.starts_with("kvm-") {
+                kvm += 1;
+            } else {
+                vmm += 1;
+            }
+        }
+    }
+    (vmm, kvm)
+}
+
+/// Waits up to 2 s for KVM's per-VM workers in this process to drop to `expected`
+/// (they end when their VM is destroyed, a moment after its last descriptor
+/// closes); returns the count seen last.
+pub fn kvm_workers_settle(expected: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let (_, kvm) = thread_counts("self");
+        if kvm <= expected || Instant::now() > deadline {
+            return kvm;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
