@@ -16,7 +16,12 @@ pub const MARKER: &str = "CONTAINER-READY";
 /// RSS of the process, and the guest memory minivmm reports (if it does).
 // The child is reaped by wait4 (for its rusage), not by std's wait.
 #[allow(clippy::zombie_processes)]
-pub fn measure(mut cmd: Command, marker: &str) -> Sample {
+pub fn measure(cmd: Command, marker: &str) -> Sample {
+    measure_expecting(cmd, marker, 0)
+}
+
+/// As [`measure`], for a command whose expected exit status is `expected`.
+pub fn measure_expecting(mut cmd: Command, marker: &str, expected: i32) -> Sample {
     let start = Instant::now();
     let mut child = cmd
         .stdin(Stdio::null())
@@ -55,7 +60,7 @@ pub fn measure(mut cmd: Command, marker: &str) -> Sample {
         rss_kib: usage.ru_maxrss as u64,
         touched_kib,
         boot_timer_ms,
-        ok: pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        ok: pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == expected,
     }
 }
 
