@@ -14,13 +14,13 @@ pub const MARKER: &str = "CONTAINER-READY";
 
 /// Runs `cmd` to completion: time to the line holding `marker`, time to exit, peak
 /// RSS of the process, and the guest memory minivmm reports (if it does).
-// The child is reaped by wait4 (for its rusage), not by std's wait.
-#[allow(clippy::zombie_processes)]
 pub fn measure(cmd: Command, marker: &str) -> Sample {
     measure_expecting(cmd, marker, 0)
 }
 
 /// As [`measure`], for a command whose expected exit status is `expected`.
+// The child is reaped by wait4 (for its rusage), not by std's wait.
+#[allow(clippy::zombie_processes)]
 pub fn measure_expecting(mut cmd: Command, marker: &str, expected: i32) -> Sample {
     let start = Instant::now();
     let mut child = cmd
