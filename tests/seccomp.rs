@@ -32,9 +32,9 @@ fn thread_modes(pid: u32) -> Vec<(String, u32)> {
     modes
 }
 
-/// Starts the `hang` test guest with `extra` flags, waits until it hangs, and returns
-/// its threads' seccomp modes after stopping it.
-fn modes_while_running(extra: &[&str]) -> Vec<(String, u32)> {
+/// Starts the `hang` test guest with `extra` flags, waits until it hangs and (up to
+/// 2 s) until all four threads show seccomp mode `expected`, and returns their modes.
+fn modes_while_running(extra: &[&str], expected: u32) -> Vec<(String, u32)> {
     let guest = test_guest();
     let mut child = Command::new(MINIVMM)
         .args(["--kernel", guest.to_str().unwrap(), "--cpus", "2"])
@@ -48,8 +48,14 @@ fn modes_while_running(extra: &[&str]) -> Vec<(String, u32)> {
     let mut out = child.stdout.take().unwrap();
     read_until(&mut out, "hanging");
     // The main thread installs its filter right after the VM starts.
-    std::thread::sleep(Duration::from_millis(50));
-    let modes = thread_modes(child.id());
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut modes = thread_modes(child.id());
+    while !(modes.len() == 4 && modes.iter().all(|(_, m)| *m == expected))
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(10));
+        modes = thread_modes(child.id());
+    }
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
@@ -62,7 +68,7 @@ fn every_thread_is_confined_by_default_and_none_with_seccomp_off() {
     if !kvm_available("every_thread_is_confined_by_default_and_none_with_seccomp_off") {
         return;
     }
-    let on = modes_while_running(&[]);
+    let on = modes_while_running(&[], 2);
     let names: Vec<&str> = on.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
@@ -75,7 +81,7 @@ fn every_thread_is_confined_by_default_and_none_with_seccomp_off() {
         "threads: {on:?}"
     );
     assert!(on.iter().all(|(_, m)| *m == 2), "all filtered: {on:?}");
-    let off = modes_while_running(&["--seccomp", "off"]);
+    let off = modes_while_running(&["--seccomp", "off"], 0);
     assert!(off.iter().all(|(_, m)| *m == 0), "none filtered: {off:?}");
 }
 

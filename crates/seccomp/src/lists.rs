@@ -78,9 +78,27 @@ fn terminal_requests() -> Vec<u64> {
     ]
 }
 
+/// `ioctl` with the terminal requests and `extra`.
+fn ioctls(mut extra: Vec<u64>) -> Entry {
+    extra.extend(terminal_requests());
+    arg_in(libc::SYS_ioctl, 1, &extra)
+}
+
+/// Signalling a thread of this process with SIGABRT (abort on a bug) or `extra`:
+/// glibc uses `tgkill`, musl `tkill`.
+fn thread_signals(extra: &[u64]) -> [Entry; 2] {
+    let mut signals = vec![libc::SIGABRT as u64];
+    signals.extend_from_slice(extra);
+    [
+        arg_in(libc::SYS_tgkill, 2, &signals),
+        arg_in(libc::SYS_tkill, 1, &signals),
+    ]
+}
+
 /// What every minivmm thread does: allocate and free memory, wait on locks, take and
 /// return from signals (the vCPU kick, SIGTERM, SIGSYS), write logs, read clocks,
-/// sleep, exit, and abort on a bug (which raises SIGABRT).
+/// sleep, exit, and abort on a bug (which raises SIGABRT). Each role adds its own
+/// `ioctl` requests and thread signals.
 fn common() -> Vec<Entry> {
     let prot_exec = libc::PROT_EXEC as u64;
     let mut list = vec![
@@ -98,7 +116,6 @@ fn common() -> Vec<Entry> {
         any(libc::SYS_sigaltstack),
         any(libc::SYS_getpid),
         any(libc::SYS_gettid),
-        arg_in(libc::SYS_tgkill, 2, &[libc::SIGABRT as u64]),
         any(libc::SYS_write),
         any(libc::SYS_writev),
         any(libc::SYS_clock_gettime),
@@ -111,7 +128,6 @@ fn common() -> Vec<Entry> {
         // debug builds check a descriptor with F_GETFD before closing it.
         any(libc::SYS_close),
         arg_in(libc::SYS_fcntl, 1, &[libc::F_GETFD as u64]),
-        arg_in(libc::SYS_ioctl, 1, &terminal_requests()),
     ];
     list.extend(arch::common());
     list
@@ -120,11 +136,9 @@ fn common() -> Vec<Entry> {
 /// A vCPU thread: KVM_RUN and the register reads that report a failed guest; device
 /// register models write the console and signal eventfds (`write`).
 fn vcpu() -> Vec<Entry> {
-    let mut requests = terminal_requests();
-    requests.extend(arch::vcpu_ioctls());
     let mut list = common();
-    list.retain(|e| e.syscall != libc::SYS_ioctl);
-    list.push(arg_in(libc::SYS_ioctl, 1, &requests));
+    list.push(ioctls(arch::vcpu_ioctls()));
+    list.extend(thread_signals(&[]));
     list
 }
 
@@ -133,11 +147,9 @@ fn vcpu() -> Vec<Entry> {
 /// tearing the VM down (close, munmap, mincore for the touched-memory figure).
 fn events() -> Vec<Entry> {
     let mut list = common();
-    list.retain(|e| e.syscall != libc::SYS_tgkill);
-    let kick = vmm_sys_util::signal::SIGRTMIN() as u64;
+    list.push(ioctls(Vec::new()));
+    list.extend(thread_signals(&[vmm_sys_util::signal::SIGRTMIN() as u64]));
     list.extend([
-        arg_in(libc::SYS_tgkill, 2, &[kick, libc::SIGABRT as u64]),
-        arg_in(libc::SYS_tkill, 1, &[kick, libc::SIGABRT as u64]),
         any(libc::SYS_epoll_create1),
         any(libc::SYS_epoll_ctl),
         any(libc::SYS_epoll_pwait),
@@ -159,7 +171,10 @@ fn events() -> Vec<Entry> {
 /// The command-line program's main thread once the VM runs: it waits for the event
 /// loop, prints the timeline and exits.
 fn main_thread() -> Vec<Entry> {
-    common()
+    let mut list = common();
+    list.push(ioctls(Vec::new()));
+    list.extend(thread_signals(&[]));
+    list
 }
 
 /// The allow-list of `role`.
