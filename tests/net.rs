@@ -41,6 +41,23 @@ fn rx_frame(seq: u16) -> Vec<u8> {
 /// A minivmm child that is killed if the test fails before it ends.
 struct Vmm(std::process::Child);
 
+impl Vmm {
+    /// minivmm on the test guest running `test` (its command-line words), with the
+    /// interface `net` (a `--net` spec); stdin closed, stderr piped.
+    fn start(test: &str, net: &str, stdout: Stdio) -> Self {
+        Self(
+            Command::new(MINIVMM)
+                .args(["--kernel", test_guest().to_str().unwrap()])
+                .args(["--cmdline", test, "--net", net])
+                .stdin(Stdio::null())
+                .stdout(stdout)
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start minivmm"),
+        )
+    }
+}
+
 impl Drop for Vmm {
     fn drop(&mut self) {
         if matches!(self.0.try_wait(), Ok(None)) {
@@ -73,14 +90,7 @@ fn test_guest_frames_cross_the_tap_byte_exact_both_ways() {
     };
     let sock = RawSocket::open(&tap.name, ETHERTYPE_TEST).expect("raw socket on the tap");
     let net = format!("tap={},mac=02:00:00:00:00:42", tap.name);
-    let mut vmm = Vmm(Command::new(MINIVMM)
-        .args(["--kernel", test_guest().to_str().unwrap()])
-        .args(["--cmdline", "guest.test=net", "--net", &net])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start minivmm"));
+    let mut vmm = Vmm::start("guest.test=net", &net, Stdio::piped());
     let child = &mut vmm.0;
     let (lines_tx, lines) = mpsc::channel();
     let stdout = child.stdout.take().unwrap();
@@ -155,14 +165,7 @@ fn a_tap_minivmm_creates_is_gone_after_it_exits() {
     let name = "mvt-create0";
     let _ = common::net::ip(None, &["link", "del", name]);
     let spec = format!("tap={name},create=on");
-    let mut vmm = Vmm(Command::new(MINIVMM)
-        .args(["--kernel", test_guest().to_str().unwrap()])
-        .args(["--cmdline", "guest.test=hang", "--net", &spec])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start minivmm"));
+    let mut vmm = Vmm::start("guest.test=hang", &spec, Stdio::null());
     let child = &mut vmm.0;
     let sys = std::path::Path::new("/sys/class/net").join(name);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -199,15 +202,11 @@ fn the_guest_keeps_running_when_its_tap_disappears() {
         return;
     };
     let net = format!("tap={}", tap.name);
-    let mut vmm = Vmm(Command::new(MINIVMM)
-        .args(["--kernel", test_guest().to_str().unwrap()])
-        .args(["--cmdline", "guest.test=net-tx-bench net.count=20000"])
-        .args(["--net", &net])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start minivmm"));
+    let mut vmm = Vmm::start(
+        "guest.test=net-tx-bench net.count=20000",
+        &net,
+        Stdio::piped(),
+    );
     let child = &mut vmm.0;
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut console = String::new();
