@@ -9,6 +9,7 @@
 //!   (wget/nc) throughput from guest user space, beside QEMU's when packed.
 //!
 //! Options: `--runs N` (default 20).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap fails the test, as clippy.toml allows in unit tests
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -56,9 +57,20 @@ fn measure(cmd: &mut Command) -> Sample {
     Sample {
         wall,
         rss_kib: usage.ru_maxrss as u64,
-        status: libc::WEXITSTATUS(status),
+        // Killed by a signal: 128 + N, as shells report it (never 0).
+        status: if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            128 + libc::WTERMSIG(status)
+        },
         vm_stopped_ms,
     }
+}
+
+/// Ends the bench with status 1: something did not work (not a slow figure).
+fn fail(why: &str) -> ! {
+    eprintln!("boot bench FAILED: {why}");
+    std::process::exit(1);
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -90,7 +102,12 @@ fn overhead(runs: usize) {
                 mem,
                 "--boot-timeline",
             ]));
-            assert_eq!(s.status, 0, "minivmm failed");
+            if s.status != 0 {
+                fail(&format!(
+                    "minivmm --mem {mem} ended with status {}",
+                    s.status
+                ));
+            }
             let wall_ms = s.wall.as_secs_f64() * 1e3;
             wall.push(wall_ms);
             rss.push(s.rss_kib as f64 / 1024.0);
@@ -135,8 +152,10 @@ fn linux_direct() {
         .spawn()
         .expect("spawn");
     let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut reached = false;
     for line in stdout.lines().map_while(Result::ok) {
         if line.contains("Run /init as init process") {
+            reached = true;
             println!(
                 "Run /init: {:.1} s after exec (guest clock: {})",
                 start.elapsed().as_secs_f64(),
@@ -146,6 +165,12 @@ fn linux_direct() {
     }
     let out = child.wait_with_output().expect("wait");
     print!("{}", String::from_utf8_lossy(&out.stderr));
+    if !reached {
+        fail(&format!(
+            "the Linux guest never printed 'Run /init' (minivmm ended with {})",
+            out.status
+        ));
+    }
 }
 
 fn path(p: &Path) -> &str {
@@ -204,8 +229,7 @@ fn nested() {
         let sec = section(name);
         let (w, r) = (rates(&sec, "write="), rates(&sec, "read="));
         if w.is_empty() || r.is_empty() {
-            println!("{vmm}: no result");
-            continue;
+            fail(&format!("{vmm}: no virtio-blk result in {}", log.display()));
         }
         summary(&format!("{vmm} write"), "MiB/s", w);
         summary(&format!("{vmm} read"), "MiB/s", r);
@@ -232,8 +256,7 @@ fn nested() {
         let sec = sections(prefix);
         let (down, up) = (net_rates(&sec, "download="), net_rates(&sec, "upload="));
         if down.is_empty() || up.is_empty() {
-            println!("{vmm}: no result");
-            continue;
+            fail(&format!("{vmm}: no virtio-net result in {}", log.display()));
         }
         summary(&format!("{vmm} download"), "MiB/s", down);
         summary(&format!("{vmm} upload"), "MiB/s", up);
@@ -248,13 +271,7 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
-    if std::fs::File::options()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_err()
-    {
-        println!("boot bench SKIPPED: no usable /dev/kvm on this host");
+    if !common::kvm_available("boot bench") {
         return;
     }
     overhead(runs);

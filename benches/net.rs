@@ -9,9 +9,14 @@
 //!   unacknowledged (a tap drops what does not fit its 500-frame queue: the sender
 //!   gets no back-pressure from it). Rate = frames the guest got over the time from
 //!   the first send to the guest's report. minivmm's own counters (rx_dropped) must
-//!   stay 0, and nothing should be lost with the window.
+//!   stay 0, and nothing may be lost with the window.
+//!
+//! A functional failure (a guest that stalls, never reports or does not get every
+//! frame, minivmm failing or dropping frames) ends the bench with status 1, after the
+//! figures, with one `net bench FAILED: ...` line per failed case.
 //!
 //! Frame sizes: 64 and 1500 bytes (Ethernet header included).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap fails the test, as clippy.toml allows in unit tests
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -76,13 +81,43 @@ impl Guest {
         None
     }
 
-    /// Waits for exit; returns minivmm's device counters line.
-    fn finish(mut self) -> String {
-        let _ = self.child.wait();
-        self.stderr
-            .try_iter()
-            .find(|l| l.contains("virtio-net"))
-            .unwrap_or_default()
+    /// Waits (60 s at most) for minivmm to end, which it must do with status 0;
+    /// returns its device counters line, which it must have printed.
+    fn finish(&mut self) -> Result<String, String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Ok(None) => return Err("minivmm did not end within 60 s".into()),
+                Err(e) => return Err(format!("cannot wait for minivmm: {e}")),
+            }
+        };
+        // minivmm has exited: its stderr reader reaches the end and hangs up.
+        let stderr: Vec<String> = self.stderr.iter().collect();
+        if !status.success() {
+            return Err(format!(
+                "minivmm ended with {status}:\n{}",
+                stderr.join("\n")
+            ));
+        }
+        stderr
+            .iter()
+            .find(|l| l.contains("virtio-net") && l.contains("rx_dropped="))
+            .cloned()
+            .ok_or_else(|| format!("minivmm printed no device counters:\n{}", stderr.join("\n")))
+    }
+}
+
+impl Drop for Guest {
+    /// A run that failed half-way leaves no minivmm behind.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -108,8 +143,9 @@ fn report(dir: &str, size: usize, frames: u64, secs: f64, sent: u64, counters: &
     );
 }
 
-fn guest_to_host(size: usize, count: u64, sock: &RawSocket) {
-    let g = Guest::start(&format!(
+/// The guest sends `count` frames of `size` bytes; Err says what did not work.
+fn guest_to_host(size: usize, count: u64, sock: &RawSocket) -> Result<(), String> {
+    let mut g = Guest::start(&format!(
         "guest.test=net-tx-bench net.size={size} net.count={count}"
     ));
     let mut buf = vec![0u8; 2048];
@@ -124,19 +160,35 @@ fn guest_to_host(size: usize, count: u64, sock: &RawSocket) {
         got += 1;
     }
     let secs = first.map_or(0.0, |f| (last - f).as_secs_f64());
-    let counters = g.finish();
+    let counters = g
+        .finish()
+        .map_err(|e| format!("guest to host {size} B: {e}"))?;
+    // minivmm has exited: its stdout reader reaches the end and hangs up.
+    let console = g.lines.iter().collect::<Vec<_>>().join("\n");
     report("guest to host", size, got, secs, count, &counters);
+    // The host side may lose frames (its socket's queue), the guest's driver may not
+    // stall: it must have sent every frame, and some must have crossed the tap.
+    let done = format!("net-bench: tx done sent={count}");
+    if !console.lines().any(|l| l.trim_end() == done) {
+        return Err(format!(
+            "guest to host {size} B: the guest did not send all {count} frames:\n{console}"
+        ));
+    }
+    if got == 0 && count > 0 {
+        return Err(format!("guest to host {size} B: no frame reached the tap"));
+    }
+    Ok(())
 }
 
-fn host_to_guest(size: usize, count: u64, sock: &RawSocket) {
+/// The host sends `count` frames of `size` bytes; Err says what did not work.
+fn host_to_guest(size: usize, count: u64, sock: &RawSocket) -> Result<(), String> {
     // A fresh socket per run: acknowledgements of an earlier run must not count.
     let acks = RawSocket::open(TAP, ETHERTYPE_ACK).expect("raw socket");
-    let g = Guest::start("guest.test=net-rx-bench");
+    let mut g = Guest::start("guest.test=net-rx-bench");
     if g.wait_for("net: rx ready", Duration::from_secs(20))
         .is_none()
     {
-        println!("host to guest {size} B: the guest never got ready");
-        return;
+        return Err(format!("host to guest {size} B: the guest never got ready"));
     }
     let frame = |ethertype: u16| -> Vec<u8> {
         let mut f = vec![0xffu8; 6];
@@ -149,6 +201,7 @@ fn host_to_guest(size: usize, count: u64, sock: &RawSocket) {
     let mut ack = vec![0u8; 2048];
     let start = Instant::now();
     let (mut sent, mut acked) = (0u64, 0u64);
+    let mut stalled = None;
     while sent < count {
         while sent < count && sent.saturating_sub(acked) < WINDOW {
             let _ = sock.send(&data);
@@ -157,13 +210,17 @@ fn host_to_guest(size: usize, count: u64, sock: &RawSocket) {
         if sent == count {
             break;
         }
-        match acks.recv(&mut ack, Duration::from_secs(2)) {
+        match acks.recv(&mut ack, Duration::from_secs(10)) {
             Some(n) if n >= 24 => {
                 let got = u64::from_be_bytes(ack[16..24].try_into().unwrap());
                 acked = acked.max(got);
             }
             _ => {
-                println!("host to guest {size} B: no acknowledgement after {acked} frames");
+                // Still ask for the guest's report below (it shows what arrived),
+                // then fail.
+                stalled = Some(format!(
+                    "host to guest {size} B: no acknowledgement for 10 s after {acked} frames"
+                ));
                 break;
             }
         }
@@ -180,19 +237,30 @@ fn host_to_guest(size: usize, count: u64, sock: &RawSocket) {
         }
     }
     let secs = start.elapsed().as_secs_f64();
-    let counters = g.finish();
     let Some(line) = done else {
-        println!("host to guest {size} B: no report from the guest");
-        return;
+        return Err(format!("host to guest {size} B: no report from the guest"));
     };
-    report(
-        "host to guest",
-        size,
-        field(&line, "frames="),
-        secs,
-        count,
-        &counters,
-    );
+    let counters = g
+        .finish()
+        .map_err(|e| format!("host to guest {size} B: {e}"))?;
+    let frames = field(&line, "frames=");
+    report("host to guest", size, frames, secs, count, &counters);
+    if let Some(why) = stalled {
+        return Err(why);
+    }
+    let dropped = field(&counters, "rx_dropped=");
+    if dropped != 0 {
+        return Err(format!(
+            "host to guest {size} B: minivmm dropped {dropped} frames (rx_dropped): {counters}"
+        ));
+    }
+    if frames != count {
+        return Err(format!(
+            "host to guest {size} B: the guest got {frames} of {count} frames, with at most \
+             {WINDOW} in flight"
+        ));
+    }
+    Ok(())
 }
 
 fn main() {
@@ -203,26 +271,32 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000u64);
-    if std::fs::File::options()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_err()
-    {
-        println!("net bench SKIPPED: no usable /dev/kvm on this host");
+    if !common::kvm_available("net bench") {
         return;
     }
     let tap = match TestTap::create(TAP, None) {
         Ok(t) => t,
         Err(e) => {
-            println!("net bench SKIPPED: cannot create a tap ({e}); run as root");
+            common::skip(
+                "net bench",
+                format!("cannot create a tap ({e}); run as root"),
+            );
             return;
         }
     };
     let sock = RawSocket::open(&tap.name, ETHERTYPE_TEST).expect("raw socket");
     println!("== virtio-net, test guest <-> tap {TAP} ({count} frames per case)");
+    let mut failed = Vec::new();
     for size in [64, 1500] {
-        guest_to_host(size, count, &sock);
-        host_to_guest(size, count, &sock);
+        failed.extend(guest_to_host(size, count, &sock).err());
+        failed.extend(host_to_guest(size, count, &sock).err());
+    }
+    drop(sock);
+    drop(tap);
+    if !failed.is_empty() {
+        for why in &failed {
+            eprintln!("net bench FAILED: {why}");
+        }
+        std::process::exit(1);
     }
 }

@@ -14,6 +14,7 @@
 //! For each: exec to marker, exec to exit, peak RSS of the monitor process (minivmm or
 //! the runtime, by wait4), and for VMs the guest memory actually touched. Then density:
 //! K of each started at once, start rate and host memory per instance.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap fails the test, as clippy.toml allows in unit tests
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -72,13 +73,7 @@ fn vm_test_guest() -> Command {
 
 fn main() {
     let o = opts();
-    if std::fs::File::options()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_err()
-    {
-        println!("vs_container bench SKIPPED: no usable /dev/kvm on this host");
+    if !common::kvm_available("vs_container bench") {
         return;
     }
     let dir = scratch("vs-container");
@@ -128,9 +123,33 @@ fn main() {
     report::table(&series);
     let density = density(&o, &runtimes);
     report::explain(host_emulates_guest_code());
-    report::write_json(&o.json, &series, &density);
-    report::write_svg(&o.svg, &series);
-    println!("wrote {} and {}", o.json.display(), o.svg.display());
+    let written = report::write_json(&o.json, &series, &density)
+        .and_then(|()| report::write_svg(&o.svg, &series));
+    if written.is_ok() {
+        println!("wrote {} and {}", o.json.display(), o.svg.display());
+    }
+    // After the figures: a run that failed is a failed bench, not a slow one.
+    let mut failed: Vec<String> = written.err().into_iter().collect();
+    failed.extend(series.iter().filter(|s| s.failures() > 0).map(|s| {
+        format!(
+            "{}: {} of {} runs failed or printed no marker",
+            s.name,
+            s.failures(),
+            s.samples.len()
+        )
+    }));
+    failed.extend(density.iter().filter(|d| d.ready < d.count).map(|d| {
+        format!(
+            "{}: {} of {} started at once printed their marker",
+            d.name, d.ready, d.count
+        )
+    }));
+    if !failed.is_empty() {
+        for why in &failed {
+            eprintln!("vs_container bench FAILED: {why}");
+        }
+        std::process::exit(1);
+    }
 }
 
 /// How to start the resources/ Linux guest, if its kernel is there.

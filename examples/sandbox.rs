@@ -80,7 +80,10 @@ fn main() -> ExitCode {
         }
     };
     let started = start.elapsed();
-    let mut console = vm.take_console().expect("console stream was asked for");
+    let Some(mut console) = vm.take_console() else {
+        eprintln!("sandbox: the VM has no console stream");
+        return ExitCode::FAILURE;
+    };
     let found = console.wait_for(&args.marker, args.timeout);
     let at_marker = start.elapsed();
     // Tear down: the guest gets a second to power off on the ACPI power button.

@@ -5,7 +5,9 @@ use crate::config_file::{FileConfig, FileDisk, FileNet, MemSize};
 use clap::Parser;
 use std::path::PathBuf;
 use std::time::Instant;
-use vmm::{ConsoleInput, ConsoleOutput, DiskConfig, NetConfig, Preset, SeccompPolicy, VmConfig};
+use vmm::{
+    ConsoleInput, ConsoleOutput, DiskConfig, NetConfig, PresetChoice, SeccompPolicy, VmConfig,
+};
 
 /// Default guest memory when neither a flag nor the config file sets it.
 const DEFAULT_MEM: &str = "128M";
@@ -40,10 +42,11 @@ pub struct Cli {
     #[arg(long)]
     pub no_default_cmdline: bool,
 
-    /// Add a host-specific set of kernel arguments. "emulated-kvm": for nested KVM hosts
-    /// without hardware virtualization, which emulate guest kernel code.
+    /// Host-specific kernel arguments: "auto" (default) adds what this host needs,
+    /// "emulated-kvm" those for nested KVM hosts without hardware virtualization (which
+    /// emulate guest kernel code), "none" nothing.
     #[arg(long, value_name = "NAME", value_parser = parse_preset)]
-    pub cmdline_preset: Option<Preset>,
+    pub cmdline_preset: Option<PresetChoice>,
 
     /// Guest memory: 512M, 1G, 256MiB, or a plain number of MiB [default: 128M].
     #[arg(long, value_name = "SIZE", value_parser = parse_mem)]
@@ -103,7 +106,7 @@ fn parse_mem(s: &str) -> Result<u64, String> {
     vmm::parse_mem_size(s).map_err(|e| e.to_string())
 }
 
-fn parse_preset(s: &str) -> Result<Preset, String> {
+fn parse_preset(s: &str) -> Result<PresetChoice, String> {
     s.parse()
 }
 
@@ -204,7 +207,12 @@ impl Effective {
         c.initrd = f.initrd.clone();
         c.cmdline = f.cmdline.clone();
         c.default_cmdline = !f.no_default_cmdline.unwrap_or(false);
-        c.cmdline_preset = f.cmdline_preset.as_deref().map(str::parse).transpose()?;
+        c.cmdline_preset = f
+            .cmdline_preset
+            .as_deref()
+            .map(str::parse)
+            .transpose()?
+            .unwrap_or_default();
         let mem = f.mem.clone().unwrap_or(MemSize::Text(DEFAULT_MEM.into()));
         c.mem_size = mem.bytes()?;
         c.vcpus = f.cpus.unwrap_or(1);

@@ -1,5 +1,6 @@
 //! The embedding API with the test guest on this host's KVM: several VMs in one
 //! process, pause and resume, graceful and forced stops, the console stream.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap fails the test, as clippy.toml allows in unit tests
 
 mod common;
 
@@ -51,10 +52,28 @@ fn pause_stops_the_guest_and_resume_continues_it() {
     assert!(console
         .wait_for("tick 3", Duration::from_secs(10))
         .is_some());
+    // How long three ticks take on this host: the paused guest is watched for many
+    // times that, so a guest that kept running would show it even on a slow host.
+    let ticking = Instant::now();
+    assert!(
+        console
+            .wait_for("tick 6", Duration::from_secs(30))
+            .is_some(),
+        "no ticks before pause:\n{}",
+        console.text()
+    );
+    let three_ticks = ticking.elapsed();
+    let watch = (three_ticks * 30).clamp(Duration::from_millis(300), Duration::from_secs(15));
+    // pause() returns once every vCPU is parked, and the serial device writes to the
+    // stream on the vCPU's own thread: nothing may arrive after this point.
     vm.pause().expect("pause");
     let at_pause = console.text();
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(console.text(), at_pause, "the guest ran while paused");
+    std::thread::sleep(watch);
+    assert_eq!(
+        console.text(),
+        at_pause,
+        "the guest ran while paused (watched for {watch:?})"
+    );
     let last: u64 = at_pause
         .lines()
         .filter_map(|l| l.strip_prefix("tick ")?.trim().parse().ok())

@@ -4,10 +4,12 @@
 //! it reads (then PSCI SYSTEM_OFF), with two vCPUs (then PSCI SYSTEM_RESET), and with
 //! virtio-net on a tap (DHCP, ping, download and upload checked by checksum). A second
 //! L1 with a GICv2 makes minivmm fall back to a GICv2 for its guest.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap fails the test, as clippy.toml allows in unit tests
 
 mod common;
 
 use common::nested_log::{run_harness as run_harness_script, *};
+use common::skip;
 
 fn user_space(run: &L2Run, cpus: u32) {
     let out = &run.output;
@@ -33,7 +35,7 @@ fn run_harness(name: &str, gic: u32, scenario: &str) -> String {
 #[test]
 fn aarch64_minivmm_boots_linux_to_user_space_under_emulation() {
     if std::env::var_os("MINIVMM_SKIP_NESTED_TESTS").is_some() {
-        eprintln!("SKIPPED aarch64 nested harness: MINIVMM_SKIP_NESTED_TESTS is set");
+        skip("aarch64 nested harness", "MINIVMM_SKIP_NESTED_TESTS is set");
         return;
     }
     let started = std::time::Instant::now();

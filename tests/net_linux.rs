@@ -1,6 +1,7 @@
 //! A real Linux guest on this host's KVM configures its network by DHCP over
 //! virtio-net: kernel IP auto-configuration (`ip=dhcp`) against dnsmasq serving the
 //! tap inside a network namespace this test creates and removes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap fails the test, as clippy.toml allows in unit tests
 
 mod common;
 
@@ -35,13 +36,16 @@ fn linux_gets_its_address_by_dhcp_over_virtio_net() {
         return;
     };
     if Command::new("dnsmasq").arg("--version").output().is_err() {
-        eprintln!("SKIPPED {test}: dnsmasq is not installed (apt install dnsmasq-base)");
+        skip(test, "dnsmasq is not installed (apt install dnsmasq-base)");
         return;
     }
     let ns = match TestNetns::create(NETNS) {
         Ok(ns) => ns,
         Err(e) => {
-            eprintln!("SKIPPED {test}: cannot create a network namespace ({e}); needs root");
+            skip(
+                test,
+                format!("cannot create a network namespace ({e}); needs root"),
+            );
             return;
         }
     };

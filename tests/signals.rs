@@ -3,6 +3,7 @@
 //! syscall fault injection), or once the guest runs. Every time minivmm must exit
 //! with 143 and one "stopped by signal 15" line, leave the terminal as it found it,
 //! and remove the tap it created.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap fails the test, as clippy.toml allows in unit tests
 
 mod common;
 
@@ -15,7 +16,7 @@ fn strace_available(test: &str) -> bool {
     match Command::new("strace").arg("-V").output() {
         Ok(o) if o.status.success() => true,
         _ => {
-            eprintln!("SKIPPED {test}: strace is not installed (apt install strace)");
+            skip(test, "strace is not installed (apt install strace)");
             false
         }
     }

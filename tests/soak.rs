@@ -3,6 +3,7 @@
 //! threads and descriptors return to the same count after every VM, its resident
 //! memory stops growing after a warm-up, and every minivmm process looks the same.
 //! The figures are printed. One test function, so nothing else runs in this process.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap fails the test, as clippy.toml allows in unit tests
 
 mod common;
 
@@ -17,6 +18,9 @@ const WARM_UP: usize = 20;
 /// Most resident-memory growth allowed between the end of the warm-up and the last
 /// boot: a leak of even 8 KiB per boot would pass 1.4 MiB over 180 boots.
 const RSS_SLACK_KIB: u64 = 1024;
+/// Longest wait for a figure to settle (a joined thread leaving /proc, a child's
+/// set-up finishing): generous, the waits end as soon as it has.
+const SETTLE: Duration = Duration::from_secs(30);
 
 /// Resident set size (VmRSS) of `pid` in KiB.
 fn rss_kib(pid: &str) -> u64 {
@@ -37,6 +41,16 @@ fn fds(pid: &str) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
         .unwrap_or(0)
+}
+
+/// True once process `pid` holds an epoll descriptor.
+fn has_epoll(pid: &str) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|d| {
+        d.filter_map(Result::ok).any(|fd| {
+            std::fs::read_link(fd.path())
+                .is_ok_and(|l| l.to_string_lossy() == "anon_inode:[eventpoll]")
+        })
+    })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,7 +84,8 @@ fn print_samples(what: &str, samples: &[Sample]) {
 
 fn in_process() {
     let guest = test_guest();
-    let kvm_before = kvm_workers_settle(0);
+    poll_until(SETTLE, || thread_counts("self").1 == 0);
+    let kvm_before = thread_counts("self").1;
     let before = sample("self");
     let start = Instant::now();
     let mut samples = Vec::with_capacity(BOOTS);
@@ -88,7 +103,16 @@ fn in_process() {
             "boot {i}"
         );
         drop(console);
+        // The VM's threads leave /proc a moment after they are joined: sample once
+        // the counts are back; if they are not by the deadline, stop here and let
+        // the checks below report this boot.
+        let settled = poll_until(SETTLE, || {
+            threads("self") == before.threads && fds("self") == before.fds
+        });
         samples.push(sample("self"));
+        if !settled {
+            break;
+        }
     }
     let elapsed = start.elapsed();
     println!(
@@ -106,7 +130,14 @@ fn in_process() {
         assert_eq!(s.fds, before.fds, "descriptors after boot {}", i + 1);
     }
     assert_eq!(
-        kvm_workers_settle(kvm_before),
+        samples.len(),
+        BOOTS,
+        "threads and descriptors did not settle within {SETTLE:?} after boot {}",
+        samples.len()
+    );
+    poll_until(SETTLE, || thread_counts("self").1 <= kvm_before);
+    assert_eq!(
+        thread_counts("self").1,
         kvm_before,
         "KVM's per-VM workers outlived their VMs"
     );
@@ -147,8 +178,13 @@ fn one_process(guest: &str) -> (Sample, u64, i32) {
     let mut out = child.stdout.take().unwrap();
     read_until(&mut out, "hanging");
     let pid = child.id();
-    // The main thread is past its set-up once the guest prints: sample, then stop.
-    std::thread::sleep(Duration::from_millis(2));
+    // The guest may print before the event loop has made its epoll descriptor, the
+    // last thing set-up creates: sample once that exists.
+    wait_until(
+        &format!("minivmm {pid}'s event loop to start (an epoll descriptor)"),
+        SETTLE,
+        || has_epoll(&pid.to_string()),
+    );
     let s = sample(&pid.to_string());
     // SAFETY: signalling our own child, then reaping it with wait4 into locals.
     let (status, usage) = unsafe {

@@ -1,5 +1,6 @@
 //! The freestanding test guest on this host's /dev/kvm: exact serial output, memory
 //! sizes, SMP description, console input, failure exits, signals, boot timeline.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap fails the test, as clippy.toml allows in unit tests
 
 mod common;
 
@@ -65,8 +66,19 @@ fn two_vcpus_appear_in_the_mp_table_with_their_apic_ids() {
         run.stdout
     );
     let run = run_guest(&["--cpus", "4", "--cmdline", "guest.test=mptable"], b"");
+    assert_eq!(run.status, Some(0), "4 vCPUs: {}", run.stderr);
     assert!(
         run.stdout.contains("mptable: apic_ids=0,1,2,3 cpus=4\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("bsp: lapic_id=0 cpuid_apic_id=0\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.ends_with("minivmm-test-guest: reset\n"),
         "{}",
         run.stdout
     );
@@ -165,6 +177,30 @@ fn emulation_failure_reports_suberror_rip_and_bytes() {
         "{}",
         run.stderr
     );
+    // Booted without the emulated-kvm preset, the error names it (POPCNT is one of
+    // the instructions it keeps a Linux guest off); booted with it, it does not.
+    let hint = "cannot emulate popcnt (POPCNT): boot with --cmdline-preset emulated-kvm";
+    let run = run_guest(
+        &[
+            "--cmdline",
+            "guest.test=emulfail",
+            "--cmdline-preset",
+            "none",
+        ],
+        b"",
+    );
+    assert_one_line_error(&run, hint);
+    let run = run_guest(
+        &[
+            "--cmdline",
+            "guest.test=emulfail",
+            "--cmdline-preset",
+            "emulated-kvm",
+        ],
+        b"",
+    );
+    assert_one_line_error(&run, "KVM internal error: suberror 1 (emulation failure)");
+    assert!(!run.stderr.contains("--cmdline-preset"), "{}", run.stderr);
 }
 
 #[test]

@@ -80,7 +80,8 @@ impl Series {
     pub fn touched(&self) -> Option<Stats> {
         self.stats(|s| s.touched_kib.map(|k| k as f64 / 1024.0))
     }
-    fn failures(&self) -> usize {
+    /// Runs that did not exit as expected or printed no marker.
+    pub fn failures(&self) -> usize {
         self.samples
             .iter()
             .filter(|s| !s.ok || s.marker_ms.is_none())
@@ -169,7 +170,7 @@ fn stats_json(s: Option<Stats>) -> serde_json::Value {
 }
 
 /// Writes every figure as JSON.
-pub fn write_json(path: &Path, series: &[Series], density: &[Density]) {
+pub fn write_json(path: &Path, series: &[Series], density: &[Density]) -> Result<(), String> {
     let v = serde_json::json!({
         "series": series.iter().map(|s| serde_json::json!({
             "name": s.name,
@@ -190,14 +191,13 @@ pub fn write_json(path: &Path, series: &[Series], density: &[Density]) {
             "host_memory_kib_per_instance": d.kib_per_instance,
         })).collect::<Vec<_>>(),
     });
-    if let Err(e) = std::fs::write(path, serde_json::to_string_pretty(&v).unwrap_or_default()) {
-        println!("cannot write {}: {e}", path.display());
-    }
+    let text = serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?;
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// A horizontal bar chart of exec-to-marker (median bar, min-max line, p90 tick), log
 /// scale, one bar per series.
-pub fn write_svg(path: &Path, series: &[Series]) {
+pub fn write_svg(path: &Path, series: &[Series]) -> Result<(), String> {
     let rows: Vec<(&str, Stats)> = series
         .iter()
         .filter_map(|s| Some((s.name.as_str(), s.marker()?)))
@@ -263,7 +263,5 @@ pub fn write_svg(path: &Path, series: &[Series]) {
         );
     }
     svg += "</svg>\n";
-    if let Err(e) = std::fs::write(path, svg) {
-        println!("cannot write {}: {e}", path.display());
-    }
+    std::fs::write(path, svg).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }

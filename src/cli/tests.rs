@@ -1,4 +1,5 @@
 use super::*;
+use vmm::Preset;
 
 fn parse(args: &[&str]) -> Cli {
     let mut all = vec!["minivmm"];
@@ -53,7 +54,7 @@ fn options_map_to_config() {
     assert_eq!(c.vcpus, 2);
     assert_eq!(c.cmdline.as_deref(), Some("quiet"));
     assert!(!c.default_cmdline);
-    assert_eq!(c.cmdline_preset, Some(Preset::EmulatedKvm));
+    assert_eq!(c.cmdline_preset, PresetChoice::Use(Preset::EmulatedKvm));
     assert!(
         matches!(c.console_output, ConsoleOutput::File(ref p) if p == &PathBuf::from("out.txt"))
     );
@@ -166,4 +167,16 @@ fn flags_override_the_file() {
     assert!(err.contains("unknown field `vcpus`"), "{err}");
     assert!(err.contains("vm.json"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn preset_defaults_to_auto_and_none_turns_it_off() {
+    assert_eq!(
+        config(&["--kernel", "k"]).cmdline_preset,
+        PresetChoice::Auto
+    );
+    let off = config(&["--kernel", "k", "--cmdline-preset", "none"]);
+    assert_eq!(off.cmdline_preset, PresetChoice::Off);
+    let auto = config(&["--kernel", "k", "--cmdline-preset", "auto"]);
+    assert_eq!(auto.cmdline_preset, PresetChoice::Auto);
 }

@@ -17,16 +17,21 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// True if /dev/kvm can be opened; otherwise prints why the test is skipped.
+/// `test` cannot run on this host because of `why`: prints it and returns (the caller
+/// then returns); under CI (`CI=true`) fails instead. See crates/test-skips.
+#[track_caller]
+pub fn skip(test: &str, why: impl std::fmt::Display) {
+    test_skips::skip(test, why);
+}
+
+/// True if /dev/kvm is a usable KVM device (it opens and answers with KVM's API
+/// version); otherwise skips `test` (a failure under CI) and returns false.
+#[track_caller]
 pub fn kvm_available(test: &str) -> bool {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
+    match vmm::host::check_kvm(Path::new("/dev/kvm")) {
+        Ok(()) => true,
         Err(e) => {
-            eprintln!("SKIPPED {test}: this host has no usable /dev/kvm ({e})");
+            skip(test, format!("this host has no usable KVM: {e}"));
             false
         }
     }
@@ -60,7 +65,7 @@ pub fn test_guest() -> PathBuf {
 /// developer opted out with MINIVMM_SKIP_LINUX_TESTS=1.
 pub fn guest_kernel(test: &str) -> Option<PathBuf> {
     if std::env::var_os("MINIVMM_SKIP_LINUX_TESTS").is_some() {
-        eprintln!("SKIPPED {test}: MINIVMM_SKIP_LINUX_TESTS is set");
+        skip(test, "MINIVMM_SKIP_LINUX_TESTS is set");
         return None;
     }
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -189,14 +194,13 @@ pub fn assert_one_line_error(run: &Run, needle: &str) {
     }
 }
 
-/// True when this host's CPU has no hardware virtualization flags, i.e. its /dev/kvm is
-/// a nested, emulating one and guest kernels need the `emulated-kvm` preset.
+/// True when this host's KVM emulates guest kernel code (no hardware virtualization
+/// below it), so a Linux guest cannot run user space here: the VMM's own probe
+/// (`vmm::host`), which also picks the `emulated-kvm` preset. Panics where the host
+/// cannot be judged (no /proc/cpuinfo flags): a test must not guess what to expect.
 pub fn host_emulates_guest_code() -> bool {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    !cpuinfo
-        .lines()
-        .filter(|l| l.starts_with("flags"))
-        .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"))
+    vmm::host::host_emulates_guest_code()
+        .expect("cannot tell from /proc/cpuinfo whether this host has hardware virtualization")
 }
 
 /// Parses "Memory: 499576K/523896K available" into the total (second) figure in KiB.
@@ -321,16 +325,28 @@ pub fn thread_counts(pid: &str) -> (usize, usize) {
     (vmm, kvm)
 }
 
-/// Waits up to 2 s for KVM's per-VM workers in this process to drop to `expected`
-/// (they end when their VM is destroyed, a moment after its last descriptor
-/// closes); returns the count seen last.
-pub fn kvm_workers_settle(expected: usize) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(2);
+/// Polls `cond` every 5 ms until it holds (true) or `deadline` has passed (false, after
+/// one last look). For a check that becomes true a moment after the event that causes
+/// it (a thread leaving /proc, a tap going away): wait with this, then assert as before.
+pub fn poll_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + deadline;
     loop {
-        let (_, kvm) = thread_counts("self");
-        if kvm <= expected || Instant::now() > deadline {
-            return kvm;
+        if cond() {
+            return true;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        if Instant::now() >= end {
+            return cond();
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Waits (polling every 5 ms) until `cond` holds; panics naming `what` (the event
+/// awaited, e.g. "the tap to go away") if it does not within `deadline`.
+#[track_caller]
+pub fn wait_until(what: &str, deadline: Duration, cond: impl FnMut() -> bool) {
+    assert!(
+        poll_until(deadline, cond),
+        "timed out after {deadline:?} waiting for {what}"
+    );
 }

@@ -21,6 +21,32 @@ pub fn run_harness(script: &str, name: &str, scenario: &str, envs: &[(&str, Stri
     let log = std::fs::read_to_string(&log_path)
         .unwrap_or_default()
         .replace('\r', "");
+    // Retries: an L1 that hung and was booted again (the harness keeps its output as
+    // l1.log.hung), and L2s run again inside L1 ("=== RETRY NAME: reason"). Each is
+    // printed with its reason; more than one in a run is a failure.
+    let mut retries = Vec::new();
+    let hung = dir.join("l1.log.hung");
+    if let Ok(hung_log) = std::fs::read_to_string(&hung) {
+        let tail: Vec<&str> = hung_log.lines().rev().take(15).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        retries.push(format!(
+            "L1 did not finish within its time limit and was booted again; the end of its console ({}):\n{}",
+            hung.display(),
+            tail.join("\n")
+        ));
+    }
+    for line in log.lines().filter(|l| l.starts_with("=== RETRY")) {
+        retries.push(format!("an L2 run was repeated: {line}"));
+    }
+    for r in &retries {
+        eprintln!("nested RETRY ({script}): {r}");
+    }
+    assert!(
+        retries.len() <= 1,
+        "{} retries in one nested run (at most one is allowed):\n{}",
+        retries.len(),
+        retries.join("\n")
+    );
     assert!(status.success(), "harness failed ({status}):\n{log}");
     assert!(
         log.contains("=== L1 KVM ready"),

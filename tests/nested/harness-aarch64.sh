@@ -21,18 +21,23 @@ timeout_s=${MINIVMM_NESTED_TIMEOUT:-1200}
 log() { echo "harness-aarch64: $*" >&2; }
 
 # --- Debian's arm64 kernel (L1 and L2) and busybox, from apt ------------------------
-dpkg --print-foreign-architectures | grep -qx arm64 || {
-    dpkg --add-architecture arm64
+resolve_a64() { apt-cache depends linux-image-arm64:arm64 2>/dev/null | awk '/Depends: linux-image-6/ {print $2; exit}'; }
+dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
+pkg=$(resolve_a64)
+if [ -z "$pkg" ] || [ ! -f "$cache/a64-$pkg/Image" ]; then
+    # Not cached: refresh apt's lists first (they may be stale or lack arm64), then
+    # resolve and download with apt's errors shown.
+    log "apt-get update (to fetch Debian's arm64 kernel)"
     apt-get update -qq
-}
-pkg=$(apt-cache depends linux-image-arm64:arm64 2>/dev/null | awk '/Depends: linux-image-6/ {print $2; exit}')
-[ -n "$pkg" ] || { log "cannot resolve linux-image-arm64:arm64 (apt-get update?)"; exit 1; }
+    pkg=$(resolve_a64)
+fi
+[ -n "$pkg" ] || { log "cannot resolve linux-image-arm64:arm64 from apt's lists"; exit 1; }
 a64="$cache/a64-$pkg"
 if [ ! -f "$a64/Image" ]; then
     log "fetching $pkg and busybox-static:arm64"
     tmp=$(mktemp -d)
     chmod 755 "$tmp"
-    (cd "$tmp" && apt-get download "$pkg" busybox-static:arm64 >/dev/null 2>&1 \
+    (cd "$tmp" && apt-get download -q "$pkg" busybox-static:arm64 \
         && for d in ./*.deb; do dpkg-deb -x "$d" x; done)
     mkdir -p "$a64.tmp/mod"
     cp "$tmp"/x/boot/vmlinuz-* "$a64.tmp/Image"

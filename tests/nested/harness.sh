@@ -20,14 +20,23 @@ timeout_s=${MINIVMM_NESTED_TIMEOUT:-420}
 log() { echo "harness: $*" >&2; }
 
 # --- L1 kernel and KVM modules, from Debian's cloud kernel package ----------------
-l1_pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')
-[ -n "$l1_pkg" ] || { log "cannot resolve linux-image-cloud-amd64 (run apt-get update)"; exit 1; }
+resolve_l1() { apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}'; }
+l1_pkg=$(resolve_l1)
 # (v2: with dm-mod, for the disk-fault scenario's device-mapper error target.)
+if [ -z "$l1_pkg" ] || [ ! -f "$cache/l1-v2-$l1_pkg/vmlinuz" ]; then
+    # Not cached: refresh apt's lists first (they may be stale, naming a package the
+    # mirror no longer has), then resolve and download with apt's errors shown.
+    log "apt-get update (to fetch Debian's cloud kernel)"
+    apt-get update -qq
+    l1_pkg=$(resolve_l1)
+fi
+[ -n "$l1_pkg" ] || { log "cannot resolve linux-image-cloud-amd64 from apt's lists"; exit 1; }
 l1_dir="$cache/l1-v2-$l1_pkg"
 if [ ! -f "$l1_dir/vmlinuz" ]; then
     log "fetching $l1_pkg"
     tmp=$(mktemp -d)
-    (cd "$tmp" && apt-get download "$l1_pkg" >/dev/null 2>&1 && dpkg-deb -x ./*.deb x)
+    chmod 755 "$tmp"
+    (cd "$tmp" && apt-get download -q "$l1_pkg" && dpkg-deb -x ./*.deb x)
     mkdir -p "$l1_dir.tmp"
     cp "$tmp"/x/boot/vmlinuz-* "$l1_dir.tmp/vmlinuz"
     for m in virt/lib/irqbypass arch/x86/kvm/kvm arch/x86/kvm/kvm-amd drivers/net/tun drivers/block/loop drivers/md/dm-mod; do
@@ -101,7 +110,7 @@ for attempt in 1 2; do
         -append "console=ttyS0 panic=-1 quiet loglevel=3" < /dev/null > "$output" 2>&1
     rc=$?
     if [ "$rc" = 124 ] && [ "$attempt" = 1 ]; then
-        log "L1 did not finish within ${timeout_s} s (kept in $output.hung); booting it once more"
+        log "RETRY: L1 did not finish within ${timeout_s} s (its output is kept in $output.hung); booting it once more"
         mv "$output" "$output.hung"
         continue
     fi

@@ -8,8 +8,9 @@
 #                        boot there (1 run in ~30); the test allows one retry per
 #                        L1 boot and prints it.
 # run_l2_shell NAME INPUT ARGS...
-#                        as run_l2, but waits for the guest's "shell ready" line,
-#                        then types each line of INPUT into its console.
+#                        as run_l2, but waits for the guest's shell prompt (after
+#                        its "shell ready" line), then types each line of INPUT
+#                        into its console.
 # bounded_start OUT CMD...  starts CMD (stdin /dev/null, output to OUT) in the
 #                        background, with a watchdog: after MINIVMM_L2_TIMEOUT
 #                        seconds (default 180) SIGTERM, and if CMD still runs 15 s
@@ -51,7 +52,7 @@ run_l2() {
         cat /tmp/l2.out
         echo "=== END $name rc=$rc"
         if [ "$rc" != 0 ] && [ "$attempt" = 1 ] && grep -q "guest triple fault" /tmp/l2.out; then
-            echo "=== RETRY $name"
+            echo "=== RETRY $name: the L2 triple-faulted (rc=$rc); running it once more"
             continue
         fi
         break
@@ -66,11 +67,14 @@ run_l2_shell() {
     timeout "${MINIVMM_L2_TIMEOUT:-180}" minivmm --boot-timeline --console-log /tmp/console "$@" < /tmp/in > /tmp/minivmm.err 2>&1 &
     pid=$!
     exec 3> /tmp/in
+    # Type once the guest's shell shows its prompt ("/ # ", after the "shell ready"
+    # line): it is then reading the console. Input typed earlier would not be lost
+    # either (the guest's tty buffers it), but its echo would land before the prompt.
     i=0
-    while ! grep -q "shell ready" /tmp/console 2>/dev/null && [ $i -lt 600 ]; do
+    while ! sed -n '/shell ready/,$p' /tmp/console 2>/dev/null | grep -q '# ' && [ $i -lt 600 ]; do
         sleep 0.1; i=$((i + 1))
     done
-    sleep 0.5
+    [ $i -lt 600 ] || echo "L1: no shell prompt from $name after 60 s; typing anyway"
     printf '%s\n' "$input" >&3
     wait $pid
     rc=$?

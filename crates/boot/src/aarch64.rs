@@ -62,6 +62,17 @@ pub fn check_header(path: &Path, head: &[u8], file_len: u64) -> Result<u64, Boot
     Ok(u64::from_le_bytes(size))
 }
 
+/// Checks that `path` is an arm64 Image (readable, not empty, its magic present)
+/// without loading it.
+pub fn check_kernel(path: &Path) -> Result<KernelFormat, BootError> {
+    let (mut file, len) = crate::open_nonempty(path)?;
+    let mut head = vec![0u8; HEADER_LEN.min(usize::try_from(len).unwrap_or(usize::MAX))];
+    file.read_exact(&mut head)
+        .map_err(|e| BootError::Open(path.into(), e))?;
+    check_header(path, &head, len)?;
+    Ok(KernelFormat::Image)
+}
+
 /// Loads the Image at `ram_start` (2 MiB aligned); `ram_end` bounds its footprint.
 pub fn load_kernel<M: GuestMemoryBackend>(
     mem: &M,

@@ -56,6 +56,62 @@ impl FromStr for Preset {
     }
 }
 
+/// Which preset a VM boots with: decided from the host (the default), none, or one
+/// the user named.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PresetChoice {
+    /// The preset this host needs, if any, decided when the VM is built (`auto`).
+    #[default]
+    Auto,
+    /// No preset, whatever the host (`none`).
+    Off,
+    /// This preset, whatever the host.
+    Use(Preset),
+}
+
+impl PresetChoice {
+    /// The preset to apply, given whether the host's KVM emulates guest kernel code
+    /// (`None`: cannot tell, which applies none).
+    pub fn resolve(self, host_emulates_guest_code: Option<bool>) -> Option<Preset> {
+        match self {
+            PresetChoice::Auto => {
+                (host_emulates_guest_code == Some(true)).then_some(Preset::EmulatedKvm)
+            }
+            PresetChoice::Off => None,
+            PresetChoice::Use(p) => Some(p),
+        }
+    }
+}
+
+impl From<Preset> for PresetChoice {
+    fn from(p: Preset) -> Self {
+        PresetChoice::Use(p)
+    }
+}
+
+impl std::fmt::Display for PresetChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PresetChoice::Auto => f.write_str("auto"),
+            PresetChoice::Off => f.write_str("none"),
+            PresetChoice::Use(p) => p.fmt(f),
+        }
+    }
+}
+
+impl FromStr for PresetChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(PresetChoice::Auto),
+            "none" => Ok(PresetChoice::Off),
+            other => other.parse().map(PresetChoice::Use).map_err(|_| {
+                format!("unknown command-line preset '{other}' (known: auto, none, emulated-kvm)")
+            }),
+        }
+    }
+}
+
 fn describe(err: CmdlineError, len: usize, capacity: usize) -> BootError {
     match err {
         CmdlineError::TooLarge => BootError::Cmdline(format!(
@@ -166,6 +222,32 @@ mod tests {
         );
         let mut c = build_cmdline(false, None, Some(&"b".repeat(2040)), 2048).unwrap();
         assert!(append(&mut c, "virtio_mmio.device=4K@0xd0001000:5", 2048).is_err());
+    }
+
+    #[test]
+    fn preset_choices() {
+        assert_eq!("auto".parse::<PresetChoice>(), Ok(PresetChoice::Auto));
+        assert_eq!("none".parse::<PresetChoice>(), Ok(PresetChoice::Off));
+        assert_eq!(
+            "emulated-kvm".parse::<PresetChoice>(),
+            Ok(PresetChoice::Use(Preset::EmulatedKvm))
+        );
+        assert!("warp"
+            .parse::<PresetChoice>()
+            .unwrap_err()
+            .contains("'warp'"));
+        for c in ["auto", "none", "emulated-kvm"] {
+            assert_eq!(c.parse::<PresetChoice>().unwrap().to_string(), c);
+        }
+        let emulated = Some(Preset::EmulatedKvm);
+        assert_eq!(PresetChoice::Auto.resolve(Some(true)), emulated);
+        assert_eq!(PresetChoice::Auto.resolve(Some(false)), None);
+        assert_eq!(PresetChoice::Auto.resolve(None), None);
+        assert_eq!(PresetChoice::Off.resolve(Some(true)), None);
+        assert_eq!(
+            PresetChoice::Use(Preset::EmulatedKvm).resolve(Some(false)),
+            emulated
+        );
     }
 
     #[test]

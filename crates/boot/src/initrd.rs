@@ -13,6 +13,11 @@ pub fn initrd_address(size: u64, floor: u64, top: u64) -> Option<u64> {
     (start >= floor && size > 0).then_some(start)
 }
 
+/// Checks that the initrd at `path` can be read and is not empty; returns its size.
+pub fn check_initrd(path: &Path) -> Result<u64, BootError> {
+    crate::open_nonempty(path).map(|(_, size)| size)
+}
+
 /// Copies the initrd at `path` into `mem` below `top` and above `floor` (the kernel's end).
 /// Returns its address and size.
 pub fn load_initrd<M: GuestMemoryBackend>(

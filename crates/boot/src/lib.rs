@@ -8,9 +8,9 @@ pub mod initrd;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 #[cfg(target_arch = "aarch64")]
-pub use crate::aarch64::{load_kernel, KernelFormat, LoadedKernel};
+pub use crate::aarch64::{check_kernel, load_kernel, KernelFormat, LoadedKernel};
 #[cfg(target_arch = "x86_64")]
-pub use crate::x86_64::{load_kernel, load_kernel_from, KernelFormat, LoadedKernel};
+pub use crate::x86_64::{check_kernel, load_kernel, load_kernel_from, KernelFormat, LoadedKernel};
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

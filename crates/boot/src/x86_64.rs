@@ -104,6 +104,16 @@ pub fn detect_format(path: &Path, head: &[u8], file_len: u64) -> Result<KernelFo
     ))
 }
 
+/// Checks that `path` is a kernel this architecture boots (readable, not empty, ELF
+/// vmlinux or bzImage, complete as its header says) without loading it.
+pub fn check_kernel(path: &Path) -> Result<KernelFormat, BootError> {
+    let (mut file, len) = crate::open_nonempty(path)?;
+    let mut head = vec![0u8; PROBE_LEN.min(usize::try_from(len).unwrap_or(usize::MAX))];
+    file.read_exact(&mut head)
+        .map_err(|e| BootError::Open(path.into(), e))?;
+    detect_format(path, &head, len)
+}
+
 /// Loads the kernel at `path` into `mem`, whose RAM below the MMIO gap ends at `low_end`.
 pub fn load_kernel<M: GuestMemoryBackend>(
     mem: &M,

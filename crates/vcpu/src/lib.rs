@@ -5,6 +5,7 @@ mod arch;
 mod exit;
 mod kick;
 mod state;
+pub mod x86_insn;
 
 pub use exit::{InternalErrorInfo, VcpuExitReason};
 pub use kick::{install_kick_handler, kick_signal};

@@ -7,7 +7,9 @@ use crate::error::VmmError;
 use crate::memory::create_guest_memory;
 use crate::platform::{self, PlatformDevices};
 use crate::timeline::{BootEvent, Timeline};
+use crate::validate::{check_config, check_vcpu_count};
 use crate::virtio_devices;
+use boot::cmdline::{Preset, PresetChoice};
 use devices::virtio::block::{disk::Disk, Block};
 use devices::virtio::net::{default_mac, tap::Tap, Net};
 use devices::virtio::VirtioDevice;
@@ -43,6 +45,8 @@ pub struct Machine {
     pub memory: GuestMemoryMmap,
     /// The VM fd.
     pub vm_fd: VmFd,
+    /// The command-line preset the guest booted with.
+    pub preset: Option<Preset>,
 }
 
 /// Opens the KVM device at `path`.
@@ -61,16 +65,14 @@ pub fn open_kvm(path: &Path) -> Result<Kvm, VmmError> {
 }
 
 fn check_vcpus(kvm: &Kvm, requested: usize) -> Result<u8, VmmError> {
-    let max = kvm.get_max_vcpus().min(arch::layout::MAX_VCPUS);
-    match requested {
-        0 => Err(VmmError::NoVcpus),
-        n if n > max => Err(VmmError::TooManyVcpus(n, max)),
-        n => Ok(n as u8),
-    }
+    check_vcpu_count(requested, kvm.get_max_vcpus().min(arch::layout::MAX_VCPUS))
 }
 
 /// Builds the VM described by `config`, recording milestones on `timeline`.
 pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmError> {
+    // Everything that needs no KVM first: bad input gets the same answer on any host.
+    let preset = crate::host::resolve_preset(config.cmdline_preset);
+    check_config(&config, preset)?;
     let kvm = open_kvm(&config.kvm_path)?;
     let vcpu_count = check_vcpus(&kvm, config.vcpus)?;
     let vm_fd = kvm.create_vm().map_err(VmmError::CreateVm)?;
@@ -108,7 +110,7 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
         infos.push(info);
     }
 
-    let boot = platform::load_payload(&config, &memory, vcpu_count, &infos, &arch_state)?;
+    let boot = platform::load_payload(&config, preset, &memory, vcpu_count, &infos, &arch_state)?;
     timeline.record(BootEvent::KernelLoaded);
     platform::configure_vcpus(&kvm, &vcpu_fds, &memory, &boot)?;
 
@@ -119,6 +121,14 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
         memory: memory.clone(),
         state: state.clone(),
     };
+    if config.cmdline_preset == PresetChoice::Auto {
+        if let Some(p) = preset {
+            log::info!(
+                "this host's KVM emulates guest kernel code (no vmx/svm CPU flag): added the \
+                 {p} kernel command-line preset (--cmdline-preset none leaves it out)"
+            );
+        }
+    }
     let vcpus = vcpu_fds
         .into_iter()
         .enumerate()
@@ -136,6 +146,7 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
         _arch: arch_state,
         memory,
         vm_fd,
+        preset,
     })
 }
 

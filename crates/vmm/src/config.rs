@@ -1,6 +1,6 @@
 //! The plain configuration a VM is built from, and parsing of user-facing sizes.
 
-use boot::cmdline::Preset;
+use boot::cmdline::PresetChoice;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -186,8 +186,9 @@ pub struct VmConfig {
     pub cmdline: Option<String>,
     /// Start from minivmm's default command line (`boot::cmdline::DEFAULT_CMDLINE`).
     pub default_cmdline: bool,
-    /// Host-specific command-line preset.
-    pub cmdline_preset: Option<Preset>,
+    /// Host-specific command-line preset: by default (`Auto`) the one this host
+    /// needs, decided when the VM is built.
+    pub cmdline_preset: PresetChoice,
     /// Guest memory in bytes.
     pub mem_size: u64,
     /// Number of vCPUs.
@@ -216,7 +217,7 @@ impl VmConfig {
             initrd: None,
             cmdline: None,
             default_cmdline: true,
-            cmdline_preset: None,
+            cmdline_preset: PresetChoice::Auto,
             mem_size: DEFAULT_MEM_SIZE,
             vcpus: 1,
             disks: Vec::new(),

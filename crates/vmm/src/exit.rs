@@ -22,6 +22,9 @@ pub enum ExitReason {
         vcpu: u8,
         /// What happened.
         reason: VcpuExitReason,
+        /// What the user can do about it, when minivmm knows (e.g. the command-line
+        /// preset that keeps a guest off an instruction this host cannot emulate).
+        hint: Option<String>,
     },
     /// The VMM itself failed while running the VM.
     Internal(String),
@@ -43,12 +46,13 @@ impl ExitReason {
         }
     }
 
-    pub(crate) fn from_vcpu(vcpu: u8, reason: VcpuExitReason) -> Self {
+    /// The reason for vCPU `vcpu`'s `reason`; `hint` adds advice to a failure.
+    pub(crate) fn from_vcpu(vcpu: u8, reason: VcpuExitReason, hint: Option<String>) -> Self {
         match reason {
             VcpuExitReason::Reset => Self::GuestReset,
             VcpuExitReason::PowerOff => Self::GuestPowerOff,
             VcpuExitReason::Stopped => Self::StopRequested,
-            reason => Self::VcpuFailed { vcpu, reason },
+            reason => Self::VcpuFailed { vcpu, reason, hint },
         }
     }
 }
@@ -60,7 +64,16 @@ impl fmt::Display for ExitReason {
             Self::GuestPowerOff => write!(f, "guest powered off"),
             Self::GuestPanic => write!(f, "the guest kernel panicked"),
             Self::StopRequested => write!(f, "stopped on request"),
-            Self::VcpuFailed { vcpu, reason } => write!(f, "vCPU {vcpu}: {reason}"),
+            Self::VcpuFailed {
+                vcpu,
+                reason,
+                hint: None,
+            } => write!(f, "vCPU {vcpu}: {reason}"),
+            Self::VcpuFailed {
+                vcpu,
+                reason,
+                hint: Some(hint),
+            } => write!(f, "vCPU {vcpu}: {reason}; {hint}"),
             Self::Internal(what) => write!(f, "VMM failure: {what}"),
         }
     }

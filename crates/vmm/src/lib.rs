@@ -32,14 +32,16 @@ mod control;
 mod error;
 mod exit;
 mod handle;
+pub mod host;
 mod memory;
 mod platform;
 mod runner;
 pub mod timeline;
+mod validate;
 mod virtio_devices;
 mod vm_builder;
 
-pub use boot::cmdline::{Preset, DEFAULT_CMDLINE};
+pub use boot::cmdline::{Preset, PresetChoice, DEFAULT_CMDLINE};
 pub use config::{
     parse_mac, parse_mem_size, ConsoleInput, ConsoleOutput, DiskConfig, NetConfig, VmConfig,
 };

@@ -73,6 +73,8 @@ pub(crate) struct Running {
     control: Arc<Mutex<ControlReceiver>>,
     console_input: ConsoleInput,
     timeline: Timeline,
+    /// The command-line preset the guest booted with.
+    preset: Option<boot::cmdline::Preset>,
 }
 
 /// The parts of a machine that outlive the vCPU threads.
@@ -172,6 +174,7 @@ pub(crate) fn launch(
         control: Arc::new(Mutex::new(control)),
         console_input,
         timeline,
+        preset: machine.preset,
     })
 }
 
@@ -242,7 +245,7 @@ impl Running {
             Ok(Cause::GuestPowerOff) => ExitReason::GuestPowerOff,
             Ok(Cause::GuestPanic) => ExitReason::GuestPanic,
             Ok(Cause::StopRequested) => ExitReason::StopRequested,
-            Ok(Cause::VcpuExited) => first_reason(&self.reasons),
+            Ok(Cause::VcpuExited) => first_reason(&self.reasons, self.preset),
             Err(what) => ExitReason::Internal(what),
         };
         self.timeline.record(BootEvent::Exit);
@@ -335,11 +338,22 @@ impl Running {
     }
 }
 
-/// The reason of the first vCPU that stopped on its own.
-fn first_reason(reasons: &Receiver<(u8, VcpuExitReason)>) -> ExitReason {
+/// The reason of the first vCPU that stopped on its own. A guest that booted without
+/// a preset and failed on an instruction the host cannot emulate is told which
+/// preset avoids it.
+fn first_reason(
+    reasons: &Receiver<(u8, VcpuExitReason)>,
+    preset: Option<boot::cmdline::Preset>,
+) -> ExitReason {
     reasons
         .try_iter()
         .find(|(_, r)| *r != VcpuExitReason::Stopped)
-        .map(|(id, r)| ExitReason::from_vcpu(id, r))
+        .map(|(id, r)| {
+            let hint = preset
+                .is_none()
+                .then(|| crate::platform::emulation_failure_hint(&r))
+                .flatten();
+            ExitReason::from_vcpu(id, r, hint)
+        })
         .unwrap_or(ExitReason::StopRequested)
 }

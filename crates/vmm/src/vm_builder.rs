@@ -4,7 +4,7 @@ use crate::config::{ConsoleInput, ConsoleOutput, DiskConfig, NetConfig, VmConfig
 use crate::console_stream::console_stream;
 use crate::error::VmmError;
 use crate::handle::VmHandle;
-use boot::cmdline::Preset;
+use boot::cmdline::PresetChoice;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -69,9 +69,10 @@ impl VmBuilder {
         self
     }
 
-    /// Adds a host-specific set of kernel arguments.
-    pub fn cmdline_preset(mut self, preset: Preset) -> Self {
-        self.config.cmdline_preset = Some(preset);
+    /// Which host-specific set of kernel arguments to add: a [`Preset`](crate::Preset), or a
+    /// [`PresetChoice`] (`Auto`, the default, decides from the host; `Off` adds none).
+    pub fn cmdline_preset(mut self, preset: impl Into<PresetChoice>) -> Self {
+        self.config.cmdline_preset = preset.into();
         self
     }
 

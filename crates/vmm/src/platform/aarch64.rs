@@ -38,6 +38,16 @@ pub(crate) struct BootEntry {
 }
 
 /// Nothing: the GIC comes after the vCPUs on aarch64.
+/// The `emulated-kvm` preset is for x86 hosts: on aarch64 there is nothing to decide.
+pub(crate) fn host_emulates_guest_code() -> Option<bool> {
+    None
+}
+
+/// No instruction-level hint on aarch64 (the preset is x86-only).
+pub(crate) fn emulation_failure_hint(_reason: &vcpu::VcpuExitReason) -> Option<String> {
+    None
+}
+
 pub(crate) fn before_vcpus(_vm: &VmFd) -> Result<(), VmmError> {
     Ok(())
 }
@@ -101,6 +111,7 @@ pub(crate) fn attach_devices(
 /// tree at the end of RAM.
 pub(crate) fn load_payload(
     config: &VmConfig,
+    preset: Option<boot::cmdline::Preset>,
     memory: &GuestMemoryMmap,
     vcpus: u8,
     devices: &[MmioDeviceInfo],
@@ -123,7 +134,7 @@ pub(crate) fn load_payload(
     };
     let cmdline = boot::cmdline::build_cmdline(
         config.default_cmdline,
-        config.cmdline_preset,
+        preset,
         config.cmdline.as_deref(),
         CMDLINE_MAX_SIZE,
     )?;

@@ -5,10 +5,14 @@
 //! 1. `before_vcpus(vm)`: interrupt controllers that must exist before vCPUs (x86).
 //! 2. `create_vcpus(vm, count)`: vCPU fds, plus what must follow them (the aarch64 GIC).
 //! 3. `attach_devices(vm, console, timeline)`: serial, reset/power-off lines, boot timer.
-//! 4. `load_payload(config, memory, vcpus, devices, state)`: kernel, initrd, command
+//! 4. `load_payload(config, preset, memory, vcpus, devices, state)`: kernel, initrd, command
 //!    line, and how the guest learns about its devices (command line + MP table/ACPI on
 //!    x86, a device tree on aarch64).
 //! 5. `configure_vcpus(kvm, vcpus, memory, boot)`: registers at entry.
+//!
+//! Also per architecture: `host_emulates_guest_code()` (whether the host's KVM lacks
+//! hardware virtualization below it) and `emulation_failure_hint(reason)` (which
+//! preset would have kept the guest off an instruction KVM could not emulate).
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;

@@ -8,6 +8,7 @@ use crate::error::VmmError;
 use crate::timeline::Timeline;
 use arch::layout::{CMDLINE_MAX_SIZE, CMDLINE_START};
 use arch::{BootInfo, InitrdRange, VcpuSetup};
+use boot::cmdline::Preset;
 use devices::serial::ConsoleWriter;
 use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
@@ -19,6 +20,28 @@ pub(crate) struct ArchState;
 /// Where the boot vCPU starts.
 pub(crate) struct BootEntry {
     entry: GuestAddress,
+}
+
+/// Whether this host's KVM emulates guest kernel code: no `vmx`/`svm` among the
+/// CPU flags in /proc/cpuinfo (`None` when that cannot be read).
+pub(crate) fn host_emulates_guest_code() -> Option<bool> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    crate::host::cpuinfo_has_hardware_virtualization(&cpuinfo).map(|hw| !hw)
+}
+
+/// What to add to the error of a vCPU that KVM could not emulate, when the guest
+/// booted without the `emulated-kvm` preset and the instruction is one it avoids.
+pub(crate) fn emulation_failure_hint(reason: &vcpu::VcpuExitReason) -> Option<String> {
+    let vcpu::VcpuExitReason::InternalError(info) = reason else {
+        return None;
+    };
+    let name = vcpu::x86_insn::avoided_by_emulated_kvm_preset(&info.instruction)?;
+    (info.suberror == 1).then(|| {
+        format!(
+            "this host's KVM cannot emulate {name}: boot with --cmdline-preset emulated-kvm, \
+             which keeps the guest kernel off such instructions"
+        )
+    })
 }
 
 /// TSS, in-kernel irqchip and PIT: KVM needs the irqchip before any vCPU exists.
@@ -50,6 +73,7 @@ pub(crate) fn attach_devices(
 /// device) and writes the zero page, MP table and ACPI tables.
 pub(crate) fn load_payload(
     config: &VmConfig,
+    preset: Option<Preset>,
     memory: &GuestMemoryMmap,
     vcpus: u8,
     devices: &[MmioDeviceInfo],
@@ -72,7 +96,7 @@ pub(crate) fn load_payload(
     };
     let mut cmdline = boot::cmdline::build_cmdline(
         config.default_cmdline,
-        config.cmdline_preset,
+        preset,
         config.cmdline.as_deref(),
         CMDLINE_MAX_SIZE,
     )?;

@@ -377,4 +377,48 @@ fn nothing_happens_before_activation_or_after_reset() {
     net.process_queue(7);
     assert_eq!(count(&net.counters().rx_frames), 0);
     net.reset();
+
+    // An active device that works, then reset: it must let go of the rings, the
+    // memory and the interrupt, and leave the backend alone.
+    let mut g = guest(true);
+    let rx = rx_ring(&g.mem);
+    let tx = tx_ring(&g.mem);
+    let f = frame(3, 60);
+    let tx_buf = BUF + 8 * BUF_STRIDE;
+    g.mem.write_slice(&f, GuestAddress(tx_buf)).unwrap();
+    post(&tx, 0, &[desc(tx_buf, f.len() as u32, 0, 0)]);
+    g.net.process_queue(TX_QUEUE);
+    assert_eq!(used(&tx).len(), 1, "the device works before reset");
+    let mut got = vec![0u8; 70_000];
+    assert_eq!(g.host.recv(&mut got).unwrap(), f.len());
+    assert_eq!(g.irq.read().unwrap(), 1);
+    let before = g.net.counters().to_string();
+
+    g.net.reset();
+    // The host sends a frame, the driver (wrongly) posts an RX buffer and a TX frame
+    // and notifies both queues: none of it may be acted on.
+    g.host.send(&frame(4, 60)).unwrap();
+    post_rx(&g, &rx, 0, 2048);
+    post(&tx, 1, &[desc(tx_buf, f.len() as u32, 0, 0)]);
+    g.net.process_backend(0);
+    g.net.process_queue(RX_QUEUE);
+    g.net.process_queue(TX_QUEUE);
+    g.net.process_queue(7);
+    assert!(used(&rx).is_empty(), "no RX buffer was used after reset");
+    assert_eq!(used(&tx).len(), 1, "no TX chain was used after reset");
+    assert_eq!(
+        read(&g.mem, BUF, 2048),
+        vec![0u8; 2048],
+        "nothing was written into guest memory after reset"
+    );
+    assert!(
+        g.host.recv(&mut got).is_err(),
+        "nothing was sent to the host after reset"
+    );
+    assert!(g.irq.read().is_err(), "no interrupt after reset");
+    assert_eq!(
+        g.net.counters().to_string(),
+        before,
+        "no counter moved after reset"
+    );
 }

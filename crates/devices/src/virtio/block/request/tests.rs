@@ -228,7 +228,10 @@ fn enospc_from_the_host_becomes_ioerr() {
         .write(true)
         .open("/dev/full")
     else {
-        eprintln!("SKIPPED enospc_from_the_host_becomes_ioerr: no /dev/full on this host");
+        test_skips::skip(
+            "enospc_from_the_host_becomes_ioerr",
+            "no /dev/full on this host",
+        );
         return;
     };
     let m = mem();

@@ -1,0 +1,71 @@
+//! Checks of a [`VmConfig`] that need no KVM: memory size, vCPU count, kernel and
+//! initrd files, the command line and the device count. They run before `/dev/kvm` is
+//! opened, so bad input gets the same one-line answer on every host, with or without
+//! KVM.
+
+use crate::config::VmConfig;
+use crate::error::VmmError;
+use crate::memory::{check_size, host_ram};
+use crate::virtio_devices::MAX_DEVICES;
+use boot::cmdline::Preset;
+
+/// Checks `config` (booting with `preset`) as far as that is possible without KVM.
+pub(crate) fn check_config(config: &VmConfig, preset: Option<Preset>) -> Result<(), VmmError> {
+    check_size(config.mem_size, host_ram())?;
+    check_vcpu_count(config.vcpus, arch::layout::MAX_VCPUS)?;
+    boot::check_kernel(&config.kernel)?;
+    if let Some(initrd) = &config.initrd {
+        boot::initrd::check_initrd(initrd)?;
+    }
+    boot::cmdline::build_cmdline(
+        config.default_cmdline,
+        preset,
+        config.cmdline.as_deref(),
+        arch::layout::CMDLINE_MAX_SIZE,
+    )?;
+    if config.disks.len() + config.nets.len() > MAX_DEVICES {
+        return Err(VmmError::TooManyDevices(MAX_DEVICES));
+    }
+    Ok(())
+}
+
+/// Checks a vCPU count against `max` (the platform's limit; KVM's own is checked too,
+/// once it is open).
+pub(crate) fn check_vcpu_count(requested: usize, max: usize) -> Result<u8, VmmError> {
+    match requested {
+        0 => Err(VmmError::NoVcpus),
+        n if n > max => Err(VmmError::TooManyVcpus(n, max)),
+        n => u8::try_from(n).map_err(|_| VmmError::TooManyVcpus(n, max)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vcpu_counts() {
+        assert!(matches!(check_vcpu_count(0, 254), Err(VmmError::NoVcpus)));
+        assert_eq!(check_vcpu_count(1, 254).unwrap(), 1);
+        assert_eq!(check_vcpu_count(254, 254).unwrap(), 254);
+        assert!(matches!(
+            check_vcpu_count(255, 254),
+            Err(VmmError::TooManyVcpus(255, 254))
+        ));
+        assert!(matches!(
+            check_vcpu_count(300, 1024),
+            Err(VmmError::TooManyVcpus(300, 1024))
+        ));
+    }
+
+    #[test]
+    fn bad_files_are_found_without_kvm() {
+        let mut config = VmConfig::new("/nonexistent/vmlinux");
+        config.kvm_path = "/nonexistent/kvm".into();
+        let err = check_config(&config, None).unwrap_err().to_string();
+        assert!(err.contains("cannot read /nonexistent/vmlinux"), "{err}");
+        config.mem_size = 0;
+        let err = check_config(&config, None).unwrap_err().to_string();
+        assert!(err.contains("too small"), "{err}");
+    }
+}
