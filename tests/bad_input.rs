@@ -294,11 +294,20 @@ fn config_files() {
     );
     let bad_mem = file("mem.json", r#"{"kernel": "k", "mem": "lots"}"#);
     fails_with(&["--config", &bad_mem], "cannot parse memory size 'lots'");
+}
 
-    // A good file boots the test guest; flags still win over it.
-    if !kvm_available("config file boot") {
+/// A good config file boots the test guest; flags still win over it.
+#[test]
+fn a_good_config_file_boots_and_flags_win() {
+    if !kvm_available("a_good_config_file_boots_and_flags_win") {
         return;
     }
+    let dir = scratch("config-file-good");
+    let file = |name: &str, text: &str| -> String {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
     let good = file(
         "good.json",
         &format!(

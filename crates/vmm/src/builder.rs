@@ -73,6 +73,9 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
     // Everything that needs no KVM first: bad input gets the same answer on any host.
     let preset = crate::host::resolve_preset(config.cmdline_preset);
     check_config(&config, preset)?;
+    // Host resources next (disk images, taps): a bad path or a missing tap is named
+    // the same way with or without KVM; they are released if anything below fails.
+    let models = virtio_device_models(&config)?;
     let kvm = open_kvm(&config.kvm_path)?;
     let vcpu_count = check_vcpus(&kvm, config.vcpus)?;
     let vm_fd = kvm.create_vm().map_err(VmmError::CreateVm)?;
@@ -103,7 +106,7 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
 
     let mut virtio = Vec::new();
     let mut infos = Vec::new();
-    for device in virtio_device_models(&config)? {
+    for device in models {
         let index = virtio.len();
         let (slot, info) = virtio_devices::attach(&vm_fd, &mut mmio_bus, &memory, index, device)?;
         virtio.push(slot);

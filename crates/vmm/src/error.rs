@@ -65,6 +65,10 @@ pub enum VmmError {
     /// A thread could not be started.
     #[error("cannot start thread {0}")]
     SpawnThread(&'static str, #[source] std::io::Error),
+    /// The initrd is at least as big as all of guest memory (the exact fit, above the
+    /// kernel, is checked when it is loaded).
+    #[error("initrd {p} ({1} bytes) does not fit in guest memory ({mib} MiB)", p = .0.display(), mib = .2 >> 20)]
+    InitrdBiggerThanMemory(PathBuf, u64, u64),
     /// More virtio devices than IRQs for them.
     #[error("too many virtio devices: at most {0}")]
     TooManyDevices(usize),

@@ -15,7 +15,14 @@ pub(crate) fn check_config(config: &VmConfig, preset: Option<Preset>) -> Result<
     check_vcpu_count(config.vcpus, arch::layout::MAX_VCPUS)?;
     boot::check_kernel(&config.kernel)?;
     if let Some(initrd) = &config.initrd {
-        boot::initrd::check_initrd(initrd)?;
+        let size = boot::initrd::check_initrd(initrd)?;
+        if size >= config.mem_size {
+            return Err(VmmError::InitrdBiggerThanMemory(
+                initrd.clone(),
+                size,
+                config.mem_size,
+            ));
+        }
     }
     boot::cmdline::build_cmdline(
         config.default_cmdline,
