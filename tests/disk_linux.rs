@@ -43,10 +43,7 @@ fn mount_count(path: &Path) -> u32 {
 const MOUNTED: &str = "VFS: Mounted root (ext4 filesystem)";
 
 fn boot(test: &str, args: &[&str]) -> Option<Run> {
-    if !kvm_available(test) {
-        return None;
-    }
-    let kernel = guest_kernel(test)?.join("vmlinux");
+    let kernel = linux_guest(test)?.join("vmlinux");
     let mut all = vec![
         "--kernel",
         kernel.to_str().unwrap(),

@@ -29,10 +29,7 @@ enum Preset {
 }
 
 fn boot(test: &str, kernel_file: &str, gzip: bool, mem_mib: u64, preset: Preset) {
-    if !kvm_available(test) {
-        return;
-    }
-    let Some(kernel_dir) = guest_kernel(test) else {
+    let Some(kernel_dir) = linux_guest(test) else {
         return;
     };
     let dir = scratch(test);
@@ -163,10 +160,7 @@ fn bzimage_with_raw_initramfs_reaches_init() {
 #[test]
 fn without_the_preset_an_emulating_host_names_it() {
     let test = "without_the_preset_an_emulating_host_names_it";
-    if !kvm_available(test) {
-        return;
-    }
-    let Some(kernel_dir) = guest_kernel(test) else {
+    let Some(kernel_dir) = linux_guest(test) else {
         return;
     };
     let dir = scratch(test);

@@ -29,10 +29,7 @@ impl Drop for Dnsmasq {
 #[test]
 fn linux_gets_its_address_by_dhcp_over_virtio_net() {
     let test = "linux dhcp";
-    if !kvm_available(test) {
-        return;
-    }
-    let Some(kernel_dir) = guest_kernel(test) else {
+    let Some(kernel_dir) = linux_guest(test) else {
         return;
     };
     if Command::new("dnsmasq").arg("--version").output().is_err() {

@@ -53,35 +53,21 @@ fn two_vcpus_appear_in_the_mp_table_with_their_apic_ids() {
     if !kvm_available("two_vcpus_appear_in_the_mp_table_with_their_apic_ids") {
         return;
     }
-    let run = run_guest(&["--cpus", "2", "--cmdline", "guest.test=mptable"], b"");
-    assert_eq!(run.status, Some(0), "{}", run.stderr);
-    assert!(
-        run.stdout.contains("mptable: apic_ids=0,1 cpus=2\n"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("bsp: lapic_id=0 cpuid_apic_id=0\n"),
-        "{}",
-        run.stdout
-    );
-    let run = run_guest(&["--cpus", "4", "--cmdline", "guest.test=mptable"], b"");
-    assert_eq!(run.status, Some(0), "4 vCPUs: {}", run.stderr);
-    assert!(
-        run.stdout.contains("mptable: apic_ids=0,1,2,3 cpus=4\n"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("bsp: lapic_id=0 cpuid_apic_id=0\n"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.ends_with("minivmm-test-guest: reset\n"),
-        "{}",
-        run.stdout
-    );
+    for (cpus, ids) in [("2", "0,1"), ("4", "0,1,2,3")] {
+        let run = run_guest(&["--cpus", cpus, "--cmdline", "guest.test=mptable"], b"");
+        assert_eq!(run.status, Some(0), "{cpus} vCPUs: {}", run.stderr);
+        for line in [
+            format!("mptable: apic_ids={ids} cpus={cpus}\n"),
+            "bsp: lapic_id=0 cpuid_apic_id=0\n".to_string(),
+        ] {
+            assert!(run.stdout.contains(&line), "{cpus} vCPUs: {}", run.stdout);
+        }
+        assert!(
+            run.stdout.ends_with("minivmm-test-guest: reset\n"),
+            "{cpus} vCPUs: {}",
+            run.stdout
+        );
+    }
 }
 
 #[test]

@@ -88,6 +88,16 @@ pub fn guest_kernel(test: &str) -> Option<PathBuf> {
     )
 }
 
+/// What a test that boots the resources/ Linux guest on this host's KVM needs: a
+/// usable /dev/kvm and the guest kernel directory. None (the test skipped) otherwise.
+#[track_caller]
+pub fn linux_guest(test: &str) -> Option<PathBuf> {
+    if !kvm_available(test) {
+        return None;
+    }
+    guest_kernel(test)
+}
+
 /// Builds the guest initramfs into `dir` (raw, or gzip when `gzip`).
 pub fn guest_initramfs(dir: &Path, gzip: bool) -> PathBuf {
     let out = dir.join(if gzip {

@@ -21,7 +21,9 @@ timeout_s=${MINIVMM_NESTED_TIMEOUT:-1200}
 log() { echo "harness-aarch64: $*" >&2; }
 
 # --- Debian's arm64 kernel (L1 and L2) and busybox, from apt ------------------------
-resolve_a64() { apt-cache depends linux-image-arm64:arm64 2>/dev/null | awk '/Depends: linux-image-6/ {print $2; exit}'; }
+# Prints the package linux-image-arm64:arm64 depends on; nothing when apt's lists do
+# not know it (apt-cache fails then; under pipefail that must not end the script).
+resolve_a64() { { apt-cache depends linux-image-arm64:arm64 2>/dev/null || true; } | awk '/Depends: linux-image-6/ {print $2; exit}'; }
 dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
 pkg=$(resolve_a64)
 if [ -z "$pkg" ] || [ ! -f "$cache/a64-$pkg/Image" ]; then

@@ -20,7 +20,9 @@ timeout_s=${MINIVMM_NESTED_TIMEOUT:-420}
 log() { echo "harness: $*" >&2; }
 
 # --- L1 kernel and KVM modules, from Debian's cloud kernel package ----------------
-resolve_l1() { apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}'; }
+# Prints the package linux-image-cloud-amd64 depends on; nothing when apt's lists do
+# not know it (apt-cache fails then; under pipefail that must not end the script).
+resolve_l1() { { apt-cache depends linux-image-cloud-amd64 2>/dev/null || true; } | awk '/Depends: linux-image-/ {print $2; exit}'; }
 l1_pkg=$(resolve_l1)
 # (v2: with dm-mod, for the disk-fault scenario's device-mapper error target.)
 if [ -z "$l1_pkg" ] || [ ! -f "$cache/l1-v2-$l1_pkg/vmlinuz" ]; then
