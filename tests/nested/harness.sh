@@ -67,6 +67,9 @@ for m in irqbypass kvm kvm-amd tun loop dm-mod; do
     (cd "$stage/lib" && ls $m.ko*) >> "$stage/lib/modules.list"
 done
 cp "$kernel_dir/vmlinux" "$kernel_dir/bzImage" "$stage/l2/"
+# Debian's own cloud kernel (the L1 kernel) as a stock L2, as users run it: a
+# distribution config pays costs (RTC probe, console volume) that ours hides.
+cp "$l1_dir/vmlinuz" "$stage/l2/stock-vmlinuz"
 "$repo/resources/guest/build-initramfs.sh" "$stage/l2/initramfs.cpio" >/dev/null
 "$repo/resources/guest/build-initramfs.sh" "$stage/l2/initramfs.cpio.gz" --gzip >/dev/null
 # Disk images for virtio-blk scenarios: ext4, raw, and a patterned read-only one.

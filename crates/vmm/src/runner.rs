@@ -276,6 +276,13 @@ impl Running {
         loop {
             em.run_with_timeout(TICK_MS)
                 .map_err(|e| format!("event loop: {e:?}"))?;
+            // Console output waits for a newline; a partial line (a prompt) is written
+            // out here, at most one tick after the guest printed it.
+            self.machine_parts
+                .serial
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .flush();
             if let Some((id, input)) = &stdin {
                 if let Ok(mut ops) = em.event_ops(*id) {
                     input

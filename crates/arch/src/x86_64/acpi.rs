@@ -42,8 +42,6 @@ pub const S5_SLEEP_TYPE: u8 = 5;
 /// IA-PC boot architecture flag: no VGA. The 8042 flag stays clear, so Linux does not
 /// probe a keyboard controller (the reset line at port 0x64 still works).
 const IAPC_BOOT_ARCH_NO_VGA: u16 = 1 << 2;
-/// IA-PC boot architecture flag: no CMOS RTC.
-const IAPC_BOOT_ARCH_NO_CMOS_RTC: u16 = 1 << 5;
 const MADT_PCAT_COMPAT: u32 = 1;
 const TABLE_ALIGN: u64 = 64;
 
@@ -120,7 +118,9 @@ pub fn fadt(facs_addr: u64, dsdt_addr: u64) -> Vec<u8> {
     f.pm1a_cnt_blk = (pm1_cnt as u32).into();
     f.pm1_cnt_len = PM1_CNT_LEN;
     f.x_pm1a_cnt_blk = io_register(pm1_cnt, PM1_CNT_LEN);
-    f.iapc_boot_arch = (IAPC_BOOT_ARCH_NO_VGA | IAPC_BOOT_ARCH_NO_CMOS_RTC).into();
+    // A CMOS clock exists (the "no CMOS RTC" flag stays clear); its century byte:
+    f.iapc_boot_arch = IAPC_BOOT_ARCH_NO_VGA.into();
+    f.century = crate::x86_64::layout::CMOS_CENTURY;
     f.reset_reg = io_register(ACPI_PM_PORT_BASE + RESET_OFFSET, 1);
     f.reset_value = ACPI_RESET_VALUE;
     bytes(&f.finalize())

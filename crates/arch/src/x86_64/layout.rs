@@ -70,6 +70,15 @@ pub const SERIAL_PORT_BASE: u64 = 0x3f8;
 pub const SERIAL_PORT_SIZE: u64 = 8;
 /// GSI of the serial console.
 pub const SERIAL_IRQ: u32 = 4;
+/// I/O port base of the CMOS real-time clock (index port 0x70, data port 0x71).
+pub const CMOS_PORT_BASE: u64 = 0x70;
+/// Number of I/O ports of the CMOS clock.
+pub const CMOS_PORT_SIZE: u64 = 2;
+/// CMOS index of the century byte, named in the FADT.
+pub const CMOS_CENTURY: u8 = 0x32;
+/// GSI of the CMOS clock (ISA IRQ 8, identity-mapped in the MP table; the clock
+/// raises no interrupt yet).
+pub const CMOS_IRQ: u32 = 8;
 /// I/O port of the pvpanic device (QEMU's "QEMU0001" ACPI device; the guest writes
 /// bit 0 when its kernel panics).
 pub const PVPANIC_PORT: u64 = 0x505;

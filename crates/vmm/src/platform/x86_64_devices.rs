@@ -1,7 +1,7 @@
 //! The always-present devices of an x86 microVM: serial console (port I/O, IRQ 4 via
 //! irqfd), the i8042 controller (reset line), the ACPI power-management registers
-//! (power-off and reset), pvpanic (the guest kernel reports a panic), and the
-//! boot-timer MMIO byte.
+//! (power-off and reset), pvpanic (the guest kernel reports a panic), the CMOS
+//! real-time clock, and the boot-timer MMIO byte.
 
 use super::{eventfd, PlatformDevices};
 use crate::error::VmmError;
@@ -9,6 +9,7 @@ use crate::timeline::{BootEvent, Timeline};
 use arch::layout;
 use devices::acpi_pm::AcpiPmDevice;
 use devices::boot_timer::BootTimer;
+use devices::cmos::Cmos;
 use devices::i8042::I8042Device;
 use devices::pvpanic::PvPanic;
 use devices::serial::{ConsoleWriter, SerialDevice};
@@ -63,6 +64,14 @@ pub fn attach(
         acpi_pm.clone(),
         layout::ACPI_PM_PORT_BASE,
         layout::ACPI_PM_PORT_SIZE,
+    )?;
+
+    // The century byte the FADT names is where the clock keeps it.
+    const _: () = assert!(layout::CMOS_CENTURY == devices::cmos::CENTURY);
+    io_bus.insert(
+        Arc::new(Mutex::new(Cmos::new())),
+        layout::CMOS_PORT_BASE,
+        layout::CMOS_PORT_SIZE,
     )?;
 
     let panic_evt = eventfd()?;
