@@ -154,12 +154,10 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
 }
 
 /// The virtio devices `config` asks for, in slot order: disks, then network
-/// interfaces. Host resources (images, taps) are opened here, before anything runs.
+/// interfaces. Host resources (images, taps) are opened here, before anything runs
+/// (their number was checked with the rest of the input, in `validate`).
 fn virtio_device_models(config: &VmConfig) -> Result<Vec<Box<dyn VirtioDevice>>, VmmError> {
     let count = config.disks.len() + config.nets.len();
-    if count > virtio_devices::MAX_DEVICES {
-        return Err(VmmError::TooManyDevices(virtio_devices::MAX_DEVICES));
-    }
     let mut models: Vec<Box<dyn VirtioDevice>> = Vec::with_capacity(count);
     for disk in &config.disks {
         let image = Disk::open(&disk.path, disk.read_only, disk.id.as_deref())?;
