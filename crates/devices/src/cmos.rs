@@ -66,7 +66,8 @@ fn calendar(t: SystemTime) -> CalendarTime {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let secs = libc::time_t::try_from(secs).unwrap_or(libc::time_t::MAX);
+    // The C library's time type, inferred from gmtime_r's signature.
+    let secs = secs.try_into().unwrap_or(0);
     // SAFETY: `tm` is a plain C struct for which all zeroes is a valid value.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     // SAFETY: gmtime_r reads `secs` and writes only into `tm`, both live locals.

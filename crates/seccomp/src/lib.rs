@@ -7,6 +7,7 @@
 //!
 //! The lists are in [`lists`]; docs/security.md explains each entry.
 
+mod allocator;
 mod lists;
 mod sigsys;
 
@@ -129,6 +130,7 @@ impl Filters {
             programs.insert(role, Arc::new(program));
         }
         sigsys::install_handler()?;
+        allocator::keep_heaps_from_shrinking();
         Ok(Self { programs })
     }
 
