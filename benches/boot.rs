@@ -52,7 +52,7 @@ fn measure(cmd: &mut Command) -> Sample {
     }
     let vm_stopped_ms = stderr
         .lines()
-        .find(|l| l.starts_with("boot-timeline exit"))
+        .find(|l| l.starts_with("boot-timeline exit "))
         .and_then(|l| l.split_whitespace().nth(2)?.parse().ok());
     Sample {
         wall,

@@ -52,6 +52,11 @@ pub struct Cli {
     #[arg(long, value_name = "SIZE", value_parser = parse_mem)]
     pub mem: Option<u64>,
 
+    /// Back guest memory with the host's reserved huge pages (see
+    /// /proc/sys/vm/nr_hugepages); the size must be a multiple of the huge page size.
+    #[arg(long)]
+    pub mem_hugepages: bool,
+
     /// Number of vCPUs [default: 1].
     #[arg(long, value_name = "N")]
     pub cpus: Option<usize>,
@@ -160,6 +165,9 @@ impl Cli {
         if let Some(m) = self.mem {
             f.mem = Some(mem_value(m));
         }
+        if self.mem_hugepages {
+            f.mem_hugepages = Some(true);
+        }
         if self.cpus.is_some() {
             f.cpus = self.cpus;
         }
@@ -215,6 +223,7 @@ impl Effective {
             .unwrap_or_default();
         let mem = f.mem.clone().unwrap_or(MemSize::Text(DEFAULT_MEM.into()));
         c.mem_size = mem.bytes()?;
+        c.mem_hugepages = f.mem_hugepages.unwrap_or(false);
         c.vcpus = f.cpus.unwrap_or(1);
         for d in f.disks.iter().flatten() {
             c.disks.push(d.to_disk()?);

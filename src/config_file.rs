@@ -63,6 +63,8 @@ pub struct FileConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mem: Option<MemSize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_hugepages: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpus: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disks: Option<Vec<FileDisk>>,

@@ -171,3 +171,108 @@ fn errors_come_back_before_anything_runs() {
         .unwrap();
     assert!(err.to_string().contains("/nonexistent/vmlinux"), "{err}");
 }
+
+#[test]
+fn a_pool_hands_out_prepared_vms_and_refills() {
+    if !kvm_available("api: pool") {
+        return;
+    }
+    let pool = vmm::VmPool::new(2, || guest("hello")).expect("prepare the pool");
+    assert_eq!(pool.stats().ready, 2);
+    for round in 0..3 {
+        let mut vm = pool.start().expect("start from the pool");
+        let mut console = vm.take_console().unwrap();
+        let exit = vm.wait();
+        assert_eq!(exit.reason, ExitReason::GuestReset, "round {round}");
+        assert!(console.text().contains("minivmm-test-guest: reset"));
+        let t = &exit.timeline;
+        // Prepared ahead: the threads were up before the VM was released.
+        let (started, released) = (
+            t.get(vmm::BootEvent::ThreadsStarted).unwrap(),
+            t.get(vmm::BootEvent::Released).unwrap(),
+        );
+        assert!(started <= released, "round {round}: {t}");
+        assert!(t.get(vmm::BootEvent::FirstKvmRun).unwrap() >= released);
+        pool.wait_full();
+    }
+    let stats = pool.stats();
+    assert_eq!(stats.ready, 2);
+    assert_eq!(stats.taken_prepared, 3, "{stats:?}");
+    assert_eq!(stats.built_on_demand + stats.failures, 0, "{stats:?}");
+}
+
+#[test]
+fn a_pool_whose_recipe_cannot_work_fails_when_made() {
+    if !kvm_available("api: pool error") {
+        return;
+    }
+    let err = vmm::VmPool::new(1, || VmBuilder::new("/nonexistent/kernel"))
+        .err()
+        .expect("a pool of VMs with no kernel");
+    assert!(err.to_string().contains("/nonexistent/kernel"), "{err}");
+}
+
+/// HugePages_Total, HugePages_Free and HugePages_Rsvd from /proc/meminfo.
+fn huge_page_counts() -> (u64, u64, u64) {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let field = |name: &str| -> u64 {
+        let line = text.lines().find(|l| l.starts_with(name)).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    (
+        field("HugePages_Total:"),
+        field("HugePages_Free:"),
+        field("HugePages_Rsvd:"),
+    )
+}
+
+#[test]
+fn huge_page_memory_is_reserved_while_the_vm_runs_and_returned_after() {
+    if !kvm_available("api: huge pages") {
+        return;
+    }
+    const PAGES: u64 = 32; // 64 MiB of 2 MiB pages
+    let sysctl = "/proc/sys/vm/nr_hugepages";
+    let before = std::fs::read_to_string(sysctl).unwrap();
+    let (total, free, _) = huge_page_counts();
+    let wanted = total - free + PAGES;
+    if std::fs::write(sysctl, wanted.to_string()).is_err() {
+        skip("api: huge pages", "cannot reserve huge pages (needs root)");
+        return;
+    }
+    let run = || -> Result<(), String> {
+        let (_, free, _) = huge_page_counts();
+        if free < PAGES {
+            return Err(format!("the kernel reserved only {free} huge pages"));
+        }
+        let mut vm = guest("count")
+            .hugepages(true)
+            .start()
+            .map_err(|e| e.to_string())?;
+        let mut console = vm.take_console().unwrap();
+        let ticked = console.wait_for("tick 2", Duration::from_secs(10));
+        // Every page is the VM's while it runs: faulted in (no longer free) or
+        // reserved for it.
+        let (_, free_now, rsvd_now) = huge_page_counts();
+        vm.stop();
+        let exit = vm.wait();
+        if ticked.is_none() || exit.reason != ExitReason::StopRequested {
+            return Err(format!("the guest did not run: {:?}", exit.reason));
+        }
+        if free - free_now + rsvd_now != PAGES {
+            return Err(format!(
+                "{PAGES} huge pages expected in use, saw free {free} -> {free_now}, reserved {rsvd_now}"
+            ));
+        }
+        let (_, free_after, rsvd_after) = huge_page_counts();
+        if (free_after, rsvd_after) != (free, 0) {
+            return Err(format!(
+                "huge pages not returned: free {free_after} of {free}, reserved {rsvd_after}"
+            ));
+        }
+        Ok(())
+    };
+    let outcome = run();
+    std::fs::write(sysctl, before.trim()).unwrap();
+    outcome.unwrap();
+}

@@ -87,6 +87,7 @@ fn stop_and_drop_end_the_vm_and_leak_nothing() {
     poll_until(SETTLE, || thread_counts("self").1 <= kvm_before);
     assert_eq!(thread_counts("self").1, kvm_before, "KVM workers left");
     // In the same test: the counts above are per process.
+    dropped_pool_frees_its_prepared_vms(fds_before, threads_before);
     created_tap_goes_with_the_handle();
     poll_until(SETTLE, || fds() == fds_before);
     assert_eq!(fds(), fds_before, "descriptors leaked by the VM with a tap");
@@ -116,4 +117,28 @@ fn created_tap_goes_with_the_handle() {
     drop(vm);
     poll_until(SETTLE, || !sys.exists());
     assert!(!sys.exists(), "{name} outlived its VM");
+}
+
+/// A pool's prepared VMs (threads parked, guest never run) go with the pool.
+fn dropped_pool_frees_its_prepared_vms(fds_before: usize, threads_before: usize) {
+    let recipe = || {
+        VmBuilder::new(test_guest())
+            .cmdline("guest.test=hello")
+            .memory_mib(64)
+            .console(vmm::ConsoleOutput::Null)
+    };
+    let pool = vmm::VmPool::new(3, recipe).expect("pool");
+    assert!(
+        vm_threads() >= 6,
+        "3 prepared VMs: a vCPU and an event loop each"
+    );
+    let vm = pool.start().expect("start from the pool");
+    assert_eq!(vm.wait().reason, vmm::ExitReason::GuestReset);
+    pool.wait_full();
+    drop(pool);
+    poll_until(SETTLE, || {
+        fds() == fds_before && threads() == threads_before
+    });
+    assert_eq!(fds(), fds_before, "descriptors leaked by the pool");
+    assert_eq!(threads(), threads_before, "threads leaked by the pool");
 }

@@ -109,6 +109,32 @@ fn impossible_memory_sizes() {
 }
 
 #[test]
+fn huge_pages_the_host_does_not_have() {
+    fails_with(
+        &["--kernel", &guest(), "--mem", "63M", "--mem-hugepages"],
+        "with huge pages is not a multiple of the 2048 KiB huge page size",
+    );
+    // More pages than the host has free (none are reserved on a fresh machine).
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let free: u64 = meminfo
+        .lines()
+        .find(|l| l.starts_with("HugePages_Free:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap();
+    let pages = free + 16;
+    fails_with(
+        &[
+            "--kernel",
+            &guest(),
+            "--mem",
+            &format!("{}M", pages * 2),
+            "--mem-hugepages",
+        ],
+        &format!("needs {pages} huge pages of 2048 KiB, but the host has {free} free"),
+    );
+}
+
+#[test]
 fn impossible_vcpu_counts() {
     fails_with(&["--kernel", &guest(), "--cpus", "0"], "at least one vCPU");
     fails_with(

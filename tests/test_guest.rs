@@ -239,14 +239,24 @@ fn boot_timeline_lists_every_milestone_in_order() {
     }
     let run = run_guest(&["--boot-timeline"], b"");
     assert_eq!(run.status, Some(0), "{}", run.stderr);
+    // The VMM's own phases, the guest's milestones, then the teardown phases.
     let names = [
+        "seccomp_ready",
+        "config_checked",
         "vm_created",
         "memory_mapped",
+        "devices_attached",
         "kernel_loaded",
+        "vcpus_configured",
+        "threads_started",
+        "released",
         "first_kvm_run",
         "first_serial_byte",
         "boot_timer",
+        "exit_seen",
         "exit",
+        "kvm_released",
+        "freed",
     ];
     let mut last = 0.0f64;
     let mut lines = run.stderr_lines();

@@ -54,6 +54,10 @@ impl Vcpu {
     /// KVM_RUN.
     pub fn run(&mut self, on_first_run: impl FnOnce()) -> VcpuExitReason {
         let mut first = Some(on_first_run);
+        let immediate_exit: *mut u8 = &mut self.fd.get_kvm_run().immediate_exit;
+        // Registered before the first look at the flags, so that no kick is lost; the
+        // guard ends before `self.fd` can be dropped.
+        let _kicks = kick::ImmediateExitGuard::register(immediate_exit);
         loop {
             self.ctx.state.park_while_paused();
             if self.ctx.state.stop_requested() {

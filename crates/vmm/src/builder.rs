@@ -76,6 +76,7 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
     // Host resources next (disk images, taps): a bad path or a missing tap is named
     // the same way with or without KVM; they are released if anything below fails.
     let models = virtio_device_models(&config)?;
+    timeline.record(BootEvent::ConfigChecked);
     let kvm = open_kvm(&config.kvm_path)?;
     let vcpu_count = check_vcpus(&kvm, config.vcpus)?;
     let vm_fd = kvm.create_vm().map_err(VmmError::CreateVm)?;
@@ -84,7 +85,7 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
     // Memory slots go in before the in-kernel irqchip: with the irqchip present every
     // slot update waits for an expedited SRCU grace period (measured 4-6 ms per slot
     // on nested hosts, 0.2 ms without).
-    let memory = create_guest_memory(&vm_fd, config.mem_size)?;
+    let memory = create_guest_memory(&vm_fd, config.mem_size, config.mem_hugepages)?;
     timeline.record(BootEvent::MemoryMapped);
     platform::before_vcpus(&vm_fd)?;
     let (vcpu_fds, arch_state) = platform::create_vcpus(&vm_fd, vcpu_count)?;
@@ -113,9 +114,11 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
         infos.push(info);
     }
 
+    timeline.record(BootEvent::DevicesAttached);
     let boot = platform::load_payload(&config, preset, &memory, vcpu_count, &infos, &arch_state)?;
     timeline.record(BootEvent::KernelLoaded);
     platform::configure_vcpus(&kvm, &vcpu_fds, &memory, &boot)?;
+    timeline.record(BootEvent::VcpusConfigured);
 
     let state = Arc::new(RunState::new());
     let ctx = VcpuContext {

@@ -23,6 +23,12 @@ pub enum VmmError {
     /// Guest memory not a multiple of the page size.
     #[error("guest memory of {0} bytes is not a multiple of 4 KiB")]
     MemUnaligned(u64),
+    /// Huge-page guest memory whose size is not a whole number of huge pages.
+    #[error("guest memory of {mib} MiB with huge pages is not a multiple of the {huge} KiB huge page size", mib = .0 >> 20, huge = .1 >> 10)]
+    MemNotHugeAligned(u64, u64),
+    /// Too few huge pages reserved on the host.
+    #[error("guest memory of {mib} MiB needs {needed} huge pages of {huge} KiB, but the host has {free} free (reserve them: echo {needed} > /proc/sys/vm/nr_hugepages)", mib = .0 >> 20, needed = .0 / .1, huge = .1 >> 10, free = .2)]
+    HugePagesUnavailable(u64, u64, u64),
     /// Zero vCPUs asked for.
     #[error("a VM needs at least one vCPU")]
     NoVcpus,

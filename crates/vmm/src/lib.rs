@@ -35,6 +35,8 @@ mod handle;
 pub mod host;
 mod memory;
 mod platform;
+mod pool;
+mod prepare;
 mod runner;
 pub mod timeline;
 mod validate;
@@ -49,6 +51,8 @@ pub use console_stream::{console_stream, ConsoleSink, ConsoleStream, CONSOLE_STR
 pub use error::VmmError;
 pub use exit::{ExitReason, VmExit};
 pub use handle::VmHandle;
+pub use pool::{PoolStats, VmPool};
+pub use prepare::PreparedVm;
 pub use seccomp::{
     Filters as SeccompFilters, SeccompError, SeccompPolicy, ThreadRole as SeccompThread,
     BAD_SYSCALL_EXIT,
@@ -56,10 +60,6 @@ pub use seccomp::{
 pub use timeline::{BootEvent, Timeline};
 pub use vcpu::VcpuExitReason;
 pub use vm_builder::VmBuilder;
-
-use seccomp::{Filters, ThreadRole};
-use std::sync::Arc;
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 /// Entry point for a complete [`VmConfig`]; [`VmBuilder`] is the step-by-step way.
 pub struct Vm;
@@ -73,51 +73,5 @@ impl Vm {
 }
 
 fn start(config: VmConfig, console: Option<ConsoleStream>) -> Result<VmHandle, VmmError> {
-    vcpu::install_kick_handler().map_err(VmmError::KickHandler)?;
-    let filters = Arc::new(Filters::new(&config.seccomp)?);
-    if filters.enabled() {
-        seccomp::set_cleanup_hook(console::restore_terminal_after_fault);
-    }
-    let timeline = Timeline::new(config.time_origin);
-    let console_input = config.console_input;
-    let machine = builder::build(config, &timeline)?;
-    let stop_evt = EventFd::new(EFD_NONBLOCK).map_err(VmmError::EventFd)?;
-    let handle_evt = stop_evt.try_clone().map_err(VmmError::EventFd)?;
-    let (control, control_rx) = control::control_channel()?;
-    let running = runner::launch(
-        machine,
-        stop_evt,
-        control_rx,
-        console_input,
-        timeline.clone(),
-        &filters,
-    )?;
-    let state = running.state();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let thread = std::thread::Builder::new()
-        .name("minivmm-events".into())
-        .spawn(
-            move || match filters.install(ThreadRole::Events, "minivmm-events") {
-                Ok(()) => {
-                    let raw = running.raw_mode();
-                    let _ = ready_tx.send(Ok(()));
-                    running.run(raw)
-                }
-                Err(e) => {
-                    let why = e.to_string();
-                    let _ = ready_tx.send(Err(e));
-                    running.abandon(why)
-                }
-            },
-        )
-        .map_err(|e| VmmError::SpawnThread("event loop", e))?;
-    let handle = VmHandle::new(handle_evt, control, thread, timeline, console);
-    match ready_rx.recv() {
-        Ok(Ok(())) => {
-            runner::Running::release(&state);
-            Ok(handle)
-        }
-        Ok(Err(e)) => Err(e.into()),
-        Err(_) => Err(seccomp::SeccompError::ThreadGone("event loop").into()),
-    }
+    Ok(prepare::prepare(config, console)?.release())
 }

@@ -3,7 +3,10 @@
 use crate::error::VmmError;
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
-use vm_memory::{Address, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vm_memory::mmap::MmapRegionBuilder;
+use vm_memory::{
+    Address, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, GuestRegionMmap,
+};
 
 const PAGE_SIZE: u64 = 4096;
 
@@ -55,12 +58,65 @@ pub fn check_size(size: u64, host: u64) -> Result<(), VmmError> {
     Ok(())
 }
 
-/// Allocates `size` bytes of guest RAM, split around the MMIO gap, and registers
-/// every region with KVM as one memory slot.
-pub fn create_guest_memory(vm: &VmFd, size: u64) -> Result<GuestMemoryMmap, VmmError> {
+/// The host's default huge page size and how many are free, from /proc/meminfo
+/// (`None` where it has no hugetlbfs).
+pub fn huge_pages() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = text.lines().find(|l| l.starts_with(name))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    Some((field("Hugepagesize:")? << 10, field("HugePages_Free:")?))
+}
+
+/// Checks that `size` bytes of guest memory can be backed by the host's free huge pages.
+pub fn check_huge_pages(size: u64) -> Result<(), VmmError> {
+    let (page, free) = huge_pages().ok_or(VmmError::HugePagesUnavailable(size, 2 << 20, 0))?;
+    if page == 0 || !size.is_multiple_of(page) {
+        return Err(VmmError::MemNotHugeAligned(size, page));
+    }
+    if size / page > free {
+        return Err(VmmError::HugePagesUnavailable(size, page, free));
+    }
+    Ok(())
+}
+
+/// Maps one region of `len` bytes at `base`, from the host's huge pages or not. A
+/// huge-page mapping is made without MAP_NORESERVE, so that the kernel reserves every
+/// page now and refuses the mapping (rather than the guest, with SIGBUS, later).
+fn map_region(base: GuestAddress, len: usize, huge: bool) -> Result<GuestRegionMmap, String> {
+    let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+    if huge {
+        flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_HUGETLB;
+    }
+    let mapping = MmapRegionBuilder::new(len)
+        .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
+        .with_mmap_flags(flags)
+        .with_hugetlbfs(huge)
+        .build()
+        .map_err(|e| e.to_string())?;
+    GuestRegionMmap::new(mapping, base).ok_or_else(|| "region overflows the address space".into())
+}
+
+/// Allocates `size` bytes of guest RAM (from huge pages when `huge`), split around the
+/// MMIO gap, and registers every region with KVM as one memory slot.
+pub fn create_guest_memory(vm: &VmFd, size: u64, huge: bool) -> Result<GuestMemoryMmap, VmmError> {
     check_size(size, host_ram())?;
-    let regions = arch::guest_memory_regions(size);
-    let mem = GuestMemoryMmap::from_ranges(&regions)
+    if huge {
+        check_huge_pages(size)?;
+    }
+    let mut regions = Vec::new();
+    for (base, len) in arch::guest_memory_regions(size) {
+        let region = map_region(base, len, huge).map_err(|e| match huge_pages() {
+            // Another process took the free pages since the check above.
+            Some((page, free)) if huge && size / page.max(1) > free => {
+                VmmError::HugePagesUnavailable(size, page, free)
+            }
+            _ => VmmError::GuestMemory(size, e),
+        })?;
+        regions.push(region);
+    }
+    let mem = GuestMemoryMmap::from_regions(regions)
         .map_err(|e| VmmError::GuestMemory(size, e.to_string()))?;
     for (slot, region) in mem.iter().enumerate() {
         let kvm_region = kvm_userspace_memory_region {

@@ -186,14 +186,29 @@ fn kick(threads: &[JoinHandle<()>]) {
     }
 }
 
-/// Requests a stop and kicks every vCPU thread until all have left KVM_RUN.
+/// Polls `done` until it holds or `timeout` passes, sleeping briefly between looks
+/// (a few microseconds first: a kicked vCPU leaves KVM_RUN within that).
+fn poll(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_micros(5);
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(1));
+    }
+}
+
+/// Requests a stop and kicks every vCPU thread once (the kick sets `immediate_exit`,
+/// so none can miss it), then joins them.
 fn stop_threads(state: &RunState, threads: Vec<JoinHandle<()>>) {
     state.request_stop();
-    let deadline = Instant::now() + STOP_TIMEOUT;
-    while threads.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
-        kick(&threads);
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    kick(&threads);
+    poll(STOP_TIMEOUT, || threads.iter().all(|t| t.is_finished()));
     for t in threads {
         if t.is_finished() {
             let _ = t.join();
@@ -234,6 +249,7 @@ impl Running {
     pub(crate) fn run(mut self, _raw: Option<RawModeGuard>) -> VmExit {
         let virtio = std::mem::take(&mut self.virtio);
         let cause = self.event_loop(virtio);
+        self.timeline.record(BootEvent::ExitSeen);
         stop_threads(&self.machine_parts.state, self.vcpu_threads);
         self.machine_parts
             .serial
@@ -249,10 +265,23 @@ impl Running {
             Err(what) => ExitReason::Internal(what),
         };
         self.timeline.record(BootEvent::Exit);
+        let guest_memory_touched = crate::memory::resident_bytes(&self.machine_parts.memory);
+        // The VM's memory, devices and descriptors go now, before the handle sees the
+        // exit, so that a VM that has ended holds nothing.
+        let MachineParts { memory, _vm_fd, .. } = self.machine_parts;
+        drop(self.watcher);
+        drop(self.control);
+        // Closing the VM's last descriptor is the host kernel's teardown (in-kernel
+        // devices, memory slots, SRCU grace periods); the memory goes after it, when
+        // KVM no longer maps it.
+        drop(_vm_fd);
+        self.timeline.record(BootEvent::KvmReleased);
+        drop(memory);
+        self.timeline.record(BootEvent::Freed);
         VmExit {
             reason,
             timeline: self.timeline,
-            guest_memory_touched: crate::memory::resident_bytes(&self.machine_parts.memory),
+            guest_memory_touched,
         }
     }
 
@@ -311,19 +340,16 @@ impl Running {
         match request {
             Request::Pause => {
                 state.set_paused(true);
-                let deadline = Instant::now() + PAUSE_TIMEOUT;
-                loop {
-                    let running = self.vcpu_threads.iter().filter(|t| !t.is_finished());
-                    if state.parked() >= running.count() {
-                        log::debug!("vCPUs parked");
-                        return Ok(());
-                    }
-                    if Instant::now() > deadline {
-                        state.set_paused(false);
-                        return Err(format!("vCPUs did not park within {PAUSE_TIMEOUT:?}"));
-                    }
-                    kick(&self.vcpu_threads);
-                    std::thread::sleep(Duration::from_micros(200));
+                kick(&self.vcpu_threads);
+                let threads = &self.vcpu_threads;
+                let parked =
+                    || state.parked() >= threads.iter().filter(|t| !t.is_finished()).count();
+                if poll(PAUSE_TIMEOUT, parked) {
+                    log::debug!("vCPUs parked");
+                    Ok(())
+                } else {
+                    state.set_paused(false);
+                    Err(format!("vCPUs did not park within {PAUSE_TIMEOUT:?}"))
                 }
             }
             Request::Resume => {

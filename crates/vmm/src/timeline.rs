@@ -7,33 +7,62 @@ use std::time::{Duration, Instant};
 /// A boot milestone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BootEvent {
+    /// Seccomp filters compiled (or found off).
+    SeccompReady,
+    /// The configuration checked and the host resources it names (images, taps) open.
+    ConfigChecked,
     /// KVM_CREATE_VM done.
     VmCreated,
     /// Guest memory allocated and registered with KVM (the irqchip and PIT follow).
     MemoryMapped,
+    /// Platform and virtio devices on their buses.
+    DevicesAttached,
     /// Kernel, initrd, command line and boot structures in guest memory.
     KernelLoaded,
+    /// Every vCPU's registers set.
+    VcpusConfigured,
+    /// vCPU and event-loop threads spawned and confined, the vCPUs parked.
+    ThreadsStarted,
+    /// The vCPUs let run (at once by `start()`; when taken, for a VM from a pool).
+    Released,
     /// The boot vCPU entered KVM_RUN for the first time.
     FirstKvmRun,
     /// The guest wrote its first byte to the serial console.
     FirstSerialByte,
     /// The guest wrote the boot-timer magic (user space reached).
     BootTimer,
-    /// The VM stopped.
+    /// The event loop saw why the VM ends (guest reset or power-off, a stop request,
+    /// a vCPU that stopped); it then stops every vCPU.
+    ExitSeen,
+    /// The VM stopped: every vCPU thread joined and the console flushed.
     Exit,
+    /// The VM's devices dropped and its KVM descriptor closed: the time from `exit`
+    /// to here is almost all the host kernel's own teardown of the VM.
+    KvmReleased,
+    /// Guest memory unmapped: nothing of the VM is left.
+    Freed,
 }
 
 impl BootEvent {
     /// A stable, machine-readable name.
     pub fn name(self) -> &'static str {
         match self {
+            Self::SeccompReady => "seccomp_ready",
+            Self::ConfigChecked => "config_checked",
             Self::VmCreated => "vm_created",
             Self::MemoryMapped => "memory_mapped",
+            Self::DevicesAttached => "devices_attached",
             Self::KernelLoaded => "kernel_loaded",
+            Self::VcpusConfigured => "vcpus_configured",
+            Self::ThreadsStarted => "threads_started",
+            Self::Released => "released",
             Self::FirstKvmRun => "first_kvm_run",
             Self::FirstSerialByte => "first_serial_byte",
             Self::BootTimer => "boot_timer",
+            Self::ExitSeen => "exit_seen",
             Self::Exit => "exit",
+            Self::KvmReleased => "kvm_released",
+            Self::Freed => "freed",
         }
     }
 }

@@ -12,6 +12,9 @@ use boot::cmdline::Preset;
 /// Checks `config` (booting with `preset`) as far as that is possible without KVM.
 pub(crate) fn check_config(config: &VmConfig, preset: Option<Preset>) -> Result<(), VmmError> {
     check_size(config.mem_size, host_ram())?;
+    if config.mem_hugepages {
+        crate::memory::check_huge_pages(config.mem_size)?;
+    }
     check_vcpu_count(config.vcpus, arch::layout::MAX_VCPUS)?;
     boot::check_kernel(&config.kernel)?;
     if let Some(initrd) = &config.initrd {

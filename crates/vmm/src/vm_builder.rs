@@ -4,6 +4,7 @@ use crate::config::{ConsoleInput, ConsoleOutput, DiskConfig, NetConfig, VmConfig
 use crate::console_stream::console_stream;
 use crate::error::VmmError;
 use crate::handle::VmHandle;
+use crate::prepare::PreparedVm;
 use boot::cmdline::PresetChoice;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -87,6 +88,13 @@ impl VmBuilder {
         self.memory(mib.saturating_mul(1 << 20))
     }
 
+    /// Backs guest memory with the host's reserved huge pages (see
+    /// [`VmConfig::mem_hugepages`]).
+    pub fn hugepages(mut self, on: bool) -> Self {
+        self.config.mem_hugepages = on;
+        self
+    }
+
     /// Number of vCPUs.
     pub fn vcpus(mut self, count: usize) -> Self {
         self.config.vcpus = count;
@@ -145,7 +153,13 @@ impl VmBuilder {
 
     /// Builds and starts the VM; errors in the configuration, the files or the host
     /// come back before anything runs.
-    pub fn start(mut self) -> Result<VmHandle, VmmError> {
+    pub fn start(self) -> Result<VmHandle, VmmError> {
+        Ok(self.prepare()?.release())
+    }
+
+    /// Builds the VM and spawns its threads, its vCPUs parked before the guest's first
+    /// instruction; [`PreparedVm::release`] runs it. Errors come back as from `start()`.
+    pub fn prepare(mut self) -> Result<PreparedVm, VmmError> {
         let console = if self.stream {
             let (sink, stream) = console_stream();
             self.config.console_output = ConsoleOutput::Writer(Box::new(sink));
@@ -153,7 +167,7 @@ impl VmBuilder {
         } else {
             None
         };
-        crate::start(self.config, console)
+        crate::prepare::prepare(self.config, console)
     }
 }
 
