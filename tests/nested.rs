@@ -92,6 +92,52 @@ fn check_disk_faults(log: &str) {
     }
 }
 
+/// A disk that holds every request for 2 s (dm-delay in L1) stalls only itself: while
+/// the guest's reads of it are in flight, the other disk, the network and console
+/// input answer in well under the delay (each waited behind the slow request when the
+/// event loop did disk I/O). The slow reads really were slow, and still in flight.
+fn check_stalled_disk(log: &str) {
+    const DELAY_MS: u64 = 2000;
+    let run = section(log, "stalled-disk");
+    let out = &run.output;
+    assert_eq!(run.rc, 0, "{}", tail(out, 40));
+    let ms = |key: &str| -> u64 {
+        value(out, key)
+            .parse()
+            .unwrap_or_else(|_| panic!("no '{key}' figure:\n{}", tail(out, 40)))
+    };
+    let slow = ms("MINIVMM-GUEST: stalled: vda 4 reads ms=");
+    assert!(
+        slow >= 4 * DELAY_MS - 500,
+        "the delayed disk was not slow: {slow} ms"
+    );
+    assert_eq!(
+        value(out, "MINIVMM-GUEST: stalled: vda still busy="),
+        "yes",
+        "the checks must run while the slow reads are in flight:\n{}",
+        tail(out, 40)
+    );
+    let (disk, ping, console) = (
+        ms("MINIVMM-GUEST: stalled: vdb 32 reads ms="),
+        ms("MINIVMM-GUEST: stalled: ping max ms="),
+        ms("MINIVMM-GUEST: stalled: console line=typed-while-stalled ms="),
+    );
+    for (what, took) in [
+        ("32 reads of vdb", disk),
+        ("ping", ping),
+        ("console input", console),
+    ] {
+        assert!(
+            took < DELAY_MS / 2,
+            "{what} took {took} ms while vda was stalled:\n{}",
+            tail(out, 40)
+        );
+    }
+    println!(
+        "nested: stalled disk (2 s per request): vda 4 reads {slow} ms; meanwhile vdb 32 reads {disk} ms, ping max {ping} ms, console input {console} ms"
+    );
+}
+
 /// SIGTERM while the L2 kernel boots, when it starts init, and in user space: exit
 /// 143 each time, and the tap minivmm created is gone.
 fn check_sigterm_phases(log: &str) {
@@ -197,6 +243,10 @@ mkdir -p /tmp/small && mount -t tmpfs -o size=4m tmpfs /tmp/small && truncate -s
 run_l2 disk-faults --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M --disk path=/dev/mapper/mvm-eio --disk path=/tmp/small/disk.img --cmdline 'noxsave minivmm.action=disk-faults'
 echo "L1: vda image sha256=$(dd if=/dev/mapper/mvm-eio bs=1M count=1 2>/dev/null | sha256sum | cut -d' ' -f1)"
 echo "L1: vdb image sha256=$(dd if=/tmp/small/disk.img bs=1M count=1 2>/dev/null | sha256sum | cut -d' ' -f1)"
+truncate -s 16M /tmp/slow-back.img /tmp/fast.img
+slowloop=$(losetup -f) && losetup "$slowloop" /tmp/slow-back.img
+echo "0 32768 delay $slowloop 0 2000" | dmsetup create mvm-slow --noudevsync && dmsetup mknodes mvm-slow && blockdev --setra 0 /dev/mapper/mvm-slow
+run_l2_stalled stalled-disk mvmd0 --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M --disk path=/dev/mapper/mvm-slow --disk path=/tmp/fast.img --net tap=mvmd0,create=on --cmdline 'noxsave minivmm.action=stalled-disk'
 sigterm_at sigterm-kernel 'Linux version' mvms0 --kernel /l2/bzImage --initrd /l2/initramfs.cpio --mem 256M --cmdline noxsave
 sigterm_at sigterm-init 'Run /init' mvms1 --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M --cmdline noxsave
 sigterm_at sigterm-user 'MINIVMM-GUEST: user space reached' mvms2 --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M --cmdline 'noxsave minivmm.action=idle'
@@ -291,6 +341,7 @@ run_l2 panic --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M --cmdli
 
     check_network_from_user_space(&log);
     check_disk_faults(&log);
+    check_stalled_disk(&log);
     check_sigterm_phases(&log);
     check_panic(&log);
 

@@ -151,7 +151,7 @@ fn seccomp_options_are_checked() {
     let bad = dir.join("bad.json");
     std::fs::write(
         &bad,
-        r#"{"io": {"mismatch_action": "allow", "match_action": "trap", "filter": []}}"#,
+        r#"{"gpu": {"mismatch_action": "allow", "match_action": "trap", "filter": []}}"#,
     )
     .unwrap();
     let run = run_minivmm(
@@ -159,7 +159,7 @@ fn seccomp_options_are_checked() {
         b"",
         Duration::from_secs(10),
     );
-    assert_one_line_error(&run, "unknown thread 'io'");
+    assert_one_line_error(&run, "unknown thread 'gpu'");
     let run = run_minivmm(
         &[
             "--kernel",

@@ -24,8 +24,9 @@ log() { echo "harness: $*" >&2; }
 # not know it (apt-cache fails then; under pipefail that must not end the script).
 resolve_l1() { { apt-cache depends linux-image-cloud-amd64 2>/dev/null || true; } | awk '/Depends: linux-image-/ {print $2; exit}'; }
 l1_pkg=$(resolve_l1)
-# (v2: with dm-mod, for the disk-fault scenario's device-mapper error target.)
-if [ -z "$l1_pkg" ] || [ ! -f "$cache/l1-v2-$l1_pkg/vmlinuz" ]; then
+# (v2: with dm-mod, for the disk-fault scenario's device-mapper error target; v3:
+# with dm-delay, for the stalled-disk scenario.)
+if [ -z "$l1_pkg" ] || [ ! -f "$cache/l1-v3-$l1_pkg/vmlinuz" ]; then
     # Not cached: refresh apt's lists first (they may be stale, naming a package the
     # mirror no longer has), then resolve and download with apt's errors shown.
     log "apt-get update (to fetch Debian's cloud kernel)"
@@ -33,7 +34,7 @@ if [ -z "$l1_pkg" ] || [ ! -f "$cache/l1-v2-$l1_pkg/vmlinuz" ]; then
     l1_pkg=$(resolve_l1)
 fi
 [ -n "$l1_pkg" ] || { log "cannot resolve linux-image-cloud-amd64 from apt's lists"; exit 1; }
-l1_dir="$cache/l1-v2-$l1_pkg"
+l1_dir="$cache/l1-v3-$l1_pkg"
 if [ ! -f "$l1_dir/vmlinuz" ]; then
     log "fetching $l1_pkg"
     tmp=$(mktemp -d)
@@ -41,7 +42,7 @@ if [ ! -f "$l1_dir/vmlinuz" ]; then
     (cd "$tmp" && apt-get download -q "$l1_pkg" && dpkg-deb -x ./*.deb x)
     mkdir -p "$l1_dir.tmp"
     cp "$tmp"/x/boot/vmlinuz-* "$l1_dir.tmp/vmlinuz"
-    for m in virt/lib/irqbypass arch/x86/kvm/kvm arch/x86/kvm/kvm-amd drivers/net/tun drivers/block/loop drivers/md/dm-mod; do
+    for m in virt/lib/irqbypass arch/x86/kvm/kvm arch/x86/kvm/kvm-amd drivers/net/tun drivers/block/loop drivers/md/dm-mod drivers/md/dm-delay; do
         f=$(find "$tmp"/x/lib/modules -path "*/kernel/$m.ko*" | head -n1)
         [ -n "$f" ] || { log "module $m not in $l1_pkg"; exit 1; }
         cp "$f" "$l1_dir.tmp/"
@@ -63,7 +64,7 @@ mkdir -p "$stage"/{bin,dev,proc,sys,tmp,lib,l2}
 cp /bin/busybox "$stage/bin/busybox"
 cp "$minivmm" "$stage/bin/minivmm"
 cp "$l1_dir"/*.ko* "$stage/lib/"
-for m in irqbypass kvm kvm-amd tun loop dm-mod; do
+for m in irqbypass kvm kvm-amd tun loop dm-mod dm-delay; do
     (cd "$stage/lib" && ls $m.ko*) >> "$stage/lib/modules.list"
 done
 cp "$kernel_dir/vmlinux" "$kernel_dir/bzImage" "$stage/l2/"

@@ -160,3 +160,33 @@ sigterm_at() {
     if ip link show "$tap" >/dev/null 2>&1; then echo "L1: $tap left behind"; else echo "L1: $tap removed"; fi
     echo "=== END $name rc=$rc"
 }
+
+# run_l2_stalled NAME TAP ARGS...
+#                        runs minivmm ARGS (a guest with --net tap=TAP,create=on
+#                        and the stalled-disk action) with its console on a fifo;
+#                        once TAP exists, L1 gives it 10.0.2.1/24; when the guest
+#                        asks for a console line (while its slow disk is busy), L1
+#                        types one.
+run_l2_stalled() {
+    name=$1; tap=$2; shift 2
+    echo "=== BEGIN $name"
+    rm -f /tmp/in /tmp/console
+    mkfifo /tmp/in
+    timeout "${MINIVMM_L2_TIMEOUT:-180}" minivmm --boot-timeline --console-log /tmp/console "$@" < /tmp/in > /tmp/minivmm.err 2>&1 &
+    pid=$!
+    exec 3> /tmp/in
+    i=0
+    while [ ! -e "/sys/class/net/$tap" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done
+    ip link set "$tap" up
+    ip addr add 10.0.2.1/24 dev "$tap"
+    i=0
+    while ! grep -q 'stalled: type a line' /tmp/console 2>/dev/null && [ $i -lt 1200 ]; do
+        sleep 0.05; i=$((i + 1))
+    done
+    printf 'typed-while-stalled\n' >&3
+    wait $pid
+    rc=$?
+    exec 3>&-
+    cat /tmp/console /tmp/minivmm.err
+    echo "=== END $name rc=$rc"
+}

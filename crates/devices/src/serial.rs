@@ -10,16 +10,33 @@ use vm_superio::Serial;
 /// Where guest console output goes.
 pub type ConsoleWriter = Box<dyn Write + Send>;
 
+/// The console writer as the UART sees it. vm-superio flushes its writer after every
+/// byte the guest sends; passed on, that made every byte a host write (the console
+/// writer buffers lines, and its flush means "write out now"). Here the UART's flushes
+/// are dropped; [`SerialDevice::flush`] reaches the writer's own.
+struct UartOut(ConsoleWriter);
+
+impl Write for UartOut {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The serial console device.
 pub struct SerialDevice {
-    serial: Serial<EventFdTrigger, NoEvents, ConsoleWriter>,
+    serial: Serial<EventFdTrigger, NoEvents, UartOut>,
 }
 
 impl SerialDevice {
-    /// A UART that raises `interrupt` and writes guest output to `out`.
+    /// A UART that raises `interrupt` and writes guest output to `out`, whose `flush`
+    /// is called only through [`SerialDevice::flush`].
     pub fn new(interrupt: EventFdTrigger, out: ConsoleWriter) -> Self {
         Self {
-            serial: Serial::new(interrupt, out),
+            serial: Serial::new(interrupt, UartOut(out)),
         }
     }
 
@@ -41,7 +58,7 @@ impl SerialDevice {
 
     /// Flushes the output writer.
     pub fn flush(&mut self) {
-        let _ = self.serial.writer_mut().flush();
+        let _ = self.serial.writer_mut().0.flush();
     }
 }
 
@@ -81,15 +98,33 @@ mod tests {
     use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
     #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
+    struct Sink(Arc<Mutex<Vec<u8>>>, Arc<Mutex<usize>>);
     impl Write for Sink {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
             self.0.lock().unwrap().extend_from_slice(b);
             Ok(b.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
+            *self.1.lock().unwrap() += 1;
             Ok(())
         }
+    }
+
+    #[test]
+    fn the_uart_does_not_flush_the_writer_per_byte() {
+        let sink = Sink::default();
+        let evt = EventFd::new(EFD_NONBLOCK).unwrap();
+        let mut s = SerialDevice::new(EventFdTrigger::new(evt), Box::new(sink.clone()));
+        for b in b"a line\n" {
+            s.write(0, &[*b]);
+        }
+        assert_eq!(
+            *sink.1.lock().unwrap(),
+            0,
+            "the writer decides when to write out"
+        );
+        s.flush();
+        assert_eq!(*sink.1.lock().unwrap(), 1);
     }
 
     const IER: u64 = 1;

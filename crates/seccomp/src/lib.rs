@@ -1,7 +1,8 @@
 //! Seccomp filters for minivmm's threads. Every thread that touches the guest gets its
 //! own allow-list before the guest runs: the vCPU threads (KVM_RUN and the device
-//! register models), the event-loop thread (device back ends, teardown) and the
-//! command-line program's main thread (waiting and reporting). A syscall outside the
+//! register models), the event-loop thread (device back ends, teardown), the devices'
+//! own I/O threads (disk I/O) and the command-line program's main thread (waiting and
+//! reporting). A syscall outside the
 //! list raises SIGSYS; the handler names the thread and the syscall on stderr,
 //! restores the terminal and ends the process with [`BAD_SYSCALL_EXIT`].
 //!
@@ -28,11 +29,18 @@ pub enum ThreadRole {
     Events,
     /// The command-line program's main thread after the VM has started.
     Main,
+    /// A device's own I/O thread (virtio-blk): waits on eventfds and does disk I/O.
+    Io,
 }
 
 impl ThreadRole {
     /// Every role.
-    pub const ALL: [ThreadRole; 3] = [ThreadRole::Vcpu, ThreadRole::Events, ThreadRole::Main];
+    pub const ALL: [ThreadRole; 4] = [
+        ThreadRole::Vcpu,
+        ThreadRole::Events,
+        ThreadRole::Main,
+        ThreadRole::Io,
+    ];
 
     /// The role's name, as in a custom filter file.
     pub fn name(self) -> &'static str {
@@ -40,6 +48,7 @@ impl ThreadRole {
             Self::Vcpu => "vcpu",
             Self::Events => "events",
             Self::Main => "main",
+            Self::Io => "io",
         }
     }
 }
@@ -57,7 +66,7 @@ pub enum SeccompError {
     #[error("seccomp filter file {0}")]
     Compile(std::path::PathBuf, #[source] seccompiler::Error),
     /// The custom filter file names a thread minivmm does not have.
-    #[error("seccomp filter file {0}: unknown thread '{1}' (known: vcpu, events, main)")]
+    #[error("seccomp filter file {0}: unknown thread '{1}' (known: vcpu, events, main, io)")]
     UnknownThread(std::path::PathBuf, String),
     /// The kernel refused the filter.
     #[error("installing the {0} seccomp filter")]

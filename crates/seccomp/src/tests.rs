@@ -186,20 +186,20 @@ fn custom_files_are_checked() {
     assert!(filters.enabled());
     assert_eq!(
         filters.programs.len(),
-        3,
+        ThreadRole::ALL.len(),
         "roles left out keep the default list"
     );
 
     let unknown = dir.join("unknown.json");
     std::fs::write(
         &unknown,
-        r#"{"io": {"mismatch_action": "allow", "match_action": "trap", "filter": []}}"#,
+        r#"{"gpu": {"mismatch_action": "allow", "match_action": "trap", "filter": []}}"#,
     )
     .unwrap();
     let err = SeccompPolicy::from_json_file(&unknown)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("unknown thread 'io'"), "{err}");
+    assert!(err.contains("unknown thread 'gpu'"), "{err}");
 
     let broken = dir.join("broken.json");
     std::fs::write(&broken, "{").unwrap();

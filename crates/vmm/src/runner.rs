@@ -1,6 +1,6 @@
-//! Running a built VM: one thread per vCPU, and an event-loop thread (event-manager)
-//! that feeds console input, waits for the reasons to stop, then stops and joins
-//! every vCPU.
+//! Running a built VM: one thread per vCPU, one I/O thread per device that has its own
+//! (virtio-blk), and an event-loop thread (event-manager) that feeds console input,
+//! waits for the reasons to stop, then stops and joins every vCPU and I/O thread.
 
 use crate::builder::Machine;
 use crate::config::ConsoleInput;
@@ -67,6 +67,7 @@ impl MutEventSubscriber for ExitWatcher {
 pub(crate) struct Running {
     machine_parts: MachineParts,
     vcpu_threads: Vec<JoinHandle<()>>,
+    io: IoThreads,
     virtio: Vec<VirtioSlot>,
     reasons: Receiver<(u8, VcpuExitReason)>,
     watcher: Arc<Mutex<ExitWatcher>>,
@@ -87,16 +88,88 @@ struct MachineParts {
     _vm_fd: kvm_ioctls::VmFd,
 }
 
+/// The devices' own I/O threads and the eventfd that stops them all.
+struct IoThreads {
+    threads: Vec<JoinHandle<()>>,
+    stop: EventFd,
+}
+
+impl IoThreads {
+    /// Spawns a confined thread for each device in `virtio` that has its own worker.
+    fn spawn(virtio: &mut [VirtioSlot], filters: &Arc<Filters>) -> Result<Self, VmmError> {
+        let mut io = Self {
+            threads: Vec::new(),
+            stop: EventFd::new(EFD_NONBLOCK).map_err(VmmError::EventFd)?,
+        };
+        let (ready_tx, ready_rx) = channel();
+        for (index, slot) in virtio.iter_mut().enumerate() {
+            let Some((worker, queue_evts)) = slot.worker.take() else {
+                continue;
+            };
+            let stop = io.stop.try_clone().map_err(VmmError::EventFd)?;
+            let (ready, filters) = (ready_tx.clone(), filters.clone());
+            let name = format!("minivmm-{}{index}", worker.name());
+            let spawned = std::thread::Builder::new()
+                .name(name.clone())
+                .spawn(move || {
+                    let installed = filters.install(ThreadRole::Io, &name);
+                    let confined = installed.is_ok();
+                    let _ = ready.send(installed);
+                    if confined {
+                        worker.run(queue_evts, stop);
+                    }
+                });
+            match spawned {
+                Ok(t) => io.threads.push(t),
+                Err(e) => {
+                    io.stop_all();
+                    return Err(VmmError::SpawnThread("device I/O", e));
+                }
+            }
+        }
+        drop(ready_tx);
+        for _ in 0..io.threads.len() {
+            let installed = ready_rx
+                .recv()
+                .unwrap_or(Err(SeccompError::ThreadGone("device I/O")));
+            if let Err(e) = installed {
+                io.stop_all();
+                return Err(e.into());
+            }
+        }
+        Ok(io)
+    }
+
+    /// Stops and joins every I/O thread (one still in a slow request finishes it).
+    fn stop_all(self) {
+        if let Err(e) = self.stop.write(1) {
+            log::error!("cannot stop the device I/O threads: {e}");
+        }
+        poll(STOP_TIMEOUT, || {
+            self.threads.iter().all(|t| t.is_finished())
+        });
+        for t in self.threads {
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                log::error!("a device I/O thread did not stop within {STOP_TIMEOUT:?}");
+            }
+        }
+    }
+}
+
 /// Spawns the vCPU threads of `machine`, each confined by its seccomp filter and
-/// parked until [`Running::release`]; returns what the event loop needs.
+/// parked until [`Running::release`], and the devices' I/O threads; returns what the
+/// event loop needs.
 pub(crate) fn launch(
-    machine: Machine,
+    mut machine: Machine,
     stop_evt: EventFd,
     control: ControlReceiver,
     console_input: ConsoleInput,
     timeline: Timeline,
     filters: &Arc<Filters>,
 ) -> Result<Running, VmmError> {
+    let io = IoThreads::spawn(&mut machine.virtio, filters)?;
     let exit_evt = EventFd::new(EFD_NONBLOCK).map_err(VmmError::EventFd)?;
     let (tx, reasons) = channel();
     let (ready_tx, ready_rx) = channel();
@@ -134,6 +207,7 @@ pub(crate) fn launch(
             Ok(h) => vcpu_threads.push(h),
             Err(e) => {
                 stop_threads(&state, vcpu_threads);
+                io.stop_all();
                 return Err(e);
             }
         }
@@ -145,6 +219,7 @@ pub(crate) fn launch(
             .unwrap_or(Err(SeccompError::ThreadGone("vcpu")));
         if let Err(e) = installed {
             stop_threads(&state, vcpu_threads);
+            io.stop_all();
             return Err(e.into());
         }
     }
@@ -168,6 +243,7 @@ pub(crate) fn launch(
             _vm_fd: machine.vm_fd,
         },
         vcpu_threads,
+        io,
         virtio: machine.virtio,
         reasons,
         watcher,
@@ -232,6 +308,7 @@ impl Running {
     /// Stops the vCPUs of a VM that never ran (its event loop could not start).
     pub(crate) fn abandon(self, why: String) -> VmExit {
         stop_threads(&self.machine_parts.state, self.vcpu_threads);
+        self.io.stop_all();
         VmExit {
             reason: ExitReason::Internal(why),
             timeline: self.timeline,
@@ -251,6 +328,7 @@ impl Running {
         let cause = self.event_loop(virtio);
         self.timeline.record(BootEvent::ExitSeen);
         stop_threads(&self.machine_parts.state, self.vcpu_threads);
+        self.io.stop_all();
         self.machine_parts
             .serial
             .lock()

@@ -1,13 +1,14 @@
 //! One path for every virtio device: a virtio-mmio slot and an IRQ from the layout, an
 //! irqfd for its interrupt, an ioeventfd per queue at the notify register, the
 //! transport on the MMIO bus, and the `virtio_mmio.device=` command-line entry. The
-//! event loop then processes each queue when its eventfd fires.
+//! event loop then processes each queue when its eventfd fires, except for a device
+//! with its own I/O thread (virtio-blk), whose queues that thread serves.
 
 use crate::error::VmmError;
 use crate::platform::MmioDeviceInfo;
 use arch::layout::{VIRTIO_IRQ_BASE, VIRTIO_IRQ_MAX, VIRTIO_MMIO_SLOT_SIZE, VIRTIO_MMIO_START};
 use devices::virtio::mmio::MmioTransport;
-use devices::virtio::{VirtioDevice, VirtioInterrupt};
+use devices::virtio::{DeviceWorker, VirtioDevice, VirtioInterrupt};
 use devices::Bus;
 use event_manager::{EventOps, Events, MutEventSubscriber};
 use kvm_ioctls::{IoEventAddress, VmFd};
@@ -25,10 +26,13 @@ pub const MAX_DEVICES: usize = (VIRTIO_IRQ_MAX - VIRTIO_IRQ_BASE + 1) as usize;
 pub struct VirtioSlot {
     /// The device behind its transport.
     pub transport: Arc<Mutex<MmioTransport>>,
-    /// One eventfd per queue, signalled by KVM on a notify write.
+    /// One eventfd per queue, signalled by KVM on a notify write, for the event loop
+    /// (empty when the device has its own I/O thread).
     pub queue_evts: Vec<EventFd>,
     /// The device's host descriptors (a tap), owned by the device.
     pub backend_fds: Vec<RawFd>,
+    /// The device's own I/O thread body and its queue eventfds, to be run by the VMM.
+    pub worker: Option<(Box<dyn DeviceWorker>, Vec<EventFd>)>,
 }
 
 /// Where device `index` lives: MMIO base and GSI.
@@ -49,7 +53,7 @@ pub fn attach(
     mmio_bus: &mut Bus,
     memory: &GuestMemoryMmap,
     index: usize,
-    device: Box<dyn VirtioDevice>,
+    mut device: Box<dyn VirtioDevice>,
 ) -> Result<(VirtioSlot, MmioDeviceInfo), VmmError> {
     let (base, irq) = slot_resources(index)?;
     let irq_evt = EventFd::new(EFD_NONBLOCK).map_err(VmmError::EventFd)?;
@@ -66,6 +70,9 @@ pub fn attach(
         queue_evts.push(evt);
     }
     let backend_fds = device.backend_fds();
+    let worker = device
+        .take_worker()
+        .map(|w| (w, std::mem::take(&mut queue_evts)));
     let transport = MmioTransport::new(
         device,
         memory.clone(),
@@ -84,6 +91,7 @@ pub fn attach(
             transport,
             queue_evts,
             backend_fds,
+            worker,
         },
         info,
     ))

@@ -251,6 +251,14 @@ fn pwrbtn(out: &mut Serial, cmdline: &[u8]) -> ! {
 }
 
 /// The number after `key` on the command line.
+/// Writes minivmm's boot-timer device, unless `boot_timer=0` is on the command line
+/// (a VMM whose boot page tables do not map it, such as Firecracker's first 1 GiB).
+fn boot_timer(zero_page: usize) {
+    if param(cmdline(zero_page), b"boot_timer=") != Some(0) {
+        hw::signal_boot_timer();
+    }
+}
+
 fn param(cmdline: &[u8], key: &[u8]) -> Option<u64> {
     let word = cmdline
         .split(|b| *b == b' ')
@@ -291,7 +299,7 @@ extern "C" fn guest_main(zero_page: usize) -> ! {
         b"count" => count(&mut out, cmdline(zero_page)),
         b"pwrbtn" => pwrbtn(&mut out, cmdline(zero_page)),
         b"poweroff" => {
-            hw::signal_boot_timer();
+            boot_timer(zero_page);
             let _ = writeln!(out, "minivmm-test-guest: poweroff");
             hw::acpi_poweroff();
         }
@@ -312,7 +320,7 @@ extern "C" fn guest_main(zero_page: usize) -> ! {
             hw::triple_fault();
         }
     }
-    hw::signal_boot_timer();
+    boot_timer(zero_page);
     let _ = writeln!(out, "minivmm-test-guest: reset");
     hw::reset()
 }

@@ -93,6 +93,17 @@ pub struct Activation {
     pub interrupt: VirtioInterrupt,
 }
 
+/// The body of a device's own I/O thread (see [`VirtioDevice::take_worker`]): it serves
+/// the device's queues when their notification eventfds fire, so that slow host I/O
+/// stalls neither the event loop nor a vCPU touching the device's registers.
+pub trait DeviceWorker: Send {
+    /// A short name for the thread ("blk").
+    fn name(&self) -> &'static str;
+    /// Runs until `stop` becomes readable (it is never read, so one eventfd can stop
+    /// several workers); `queue_evts` are the device's queue notifications, in order.
+    fn run(self: Box<Self>, queue_evts: Vec<EventFd>, stop: EventFd);
+}
+
 /// A virtio device model, independent of its transport.
 pub trait VirtioDevice: Send {
     /// Virtio device ID (2 = block, 1 = network, ...).
@@ -120,6 +131,13 @@ pub trait VirtioDevice: Send {
     /// Handles readiness of backend descriptor `index` (an index into
     /// [`VirtioDevice::backend_fds`]), whether or not the device is activated.
     fn process_backend(&mut self, _index: usize) {}
+    /// Hands the device's queue processing to a thread of the VMM's: once taken, the
+    /// device's queues are the worker's (the event loop must not watch them) and
+    /// [`VirtioDevice::process_queue`] does nothing. `None` (the default): the event
+    /// loop serves the queues.
+    fn take_worker(&mut self) -> Option<Box<dyn DeviceWorker>> {
+        None
+    }
 }
 
 /// Copies `data.len()` bytes of `config` at `offset` into `data`; bytes beyond the end

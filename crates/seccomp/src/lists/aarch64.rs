@@ -21,6 +21,11 @@ pub(crate) fn vcpu_ioctls() -> Vec<u64> {
     vec![KVM_RUN(), KVM_GET_ONE_REG()]
 }
 
+/// An I/O thread's extra syscalls on aarch64: none (`ppoll` is common).
+pub(crate) fn io() -> Vec<Entry> {
+    Vec::new()
+}
+
 /// The event loop's extra syscalls on aarch64: none.
 pub(crate) fn events() -> Vec<Entry> {
     Vec::new()

@@ -23,6 +23,11 @@ pub(crate) fn vcpu_ioctls() -> Vec<u64> {
     vec![KVM_RUN(), KVM_GET_REGS(), KVM_TRANSLATE()]
 }
 
+/// An I/O thread's extra syscalls: `poll` (glibc) next to `ppoll`.
+pub(crate) fn io() -> Vec<Entry> {
+    vec![any(libc::SYS_poll)]
+}
+
 /// The event loop's extra syscalls: `epoll_wait` (glibc) next to `epoll_pwait`.
 pub(crate) fn events() -> Vec<Entry> {
     vec![any(libc::SYS_epoll_wait)]

@@ -1,39 +1,46 @@
 //! virtio-blk: one request queue over a raw disk image. Features: VERSION_1, SEG_MAX,
 //! BLK_SIZE, FLUSH, and RO for read-only disks. Requests IN, OUT, FLUSH and GET_ID;
-//! anything else is answered VIRTIO_BLK_S_UNSUPP.
+//! anything else is answered VIRTIO_BLK_S_UNSUPP. In a VM the requests are served on
+//! the device's own I/O thread ([`VirtioDevice::take_worker`]).
 
 pub mod disk;
+mod io;
 pub mod request;
+mod worker;
 
 use super::{
-    read_config_bytes, ActivateError, Activation, VirtioDevice, VirtioInterrupt, VIRTIO_F_VERSION_1,
+    read_config_bytes, ActivateError, Activation, DeviceWorker, VirtioDevice, VIRTIO_F_VERSION_1,
 };
 use disk::{Disk, SECTOR_SIZE};
-use request::{execute, parse, status_address, MAX_DESCRIPTORS, SEG_MAX};
+use io::{Active, BlockIo};
+use request::SEG_MAX;
+use std::sync::Arc;
 use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX,
-    VIRTIO_BLK_S_IOERR,
 };
 use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
-use virtio_queue::desc::split::Descriptor;
-use virtio_queue::{Queue, QueueT};
-use vm_memory::{Bytes, GuestMemoryMmap};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use worker::{BlockWorker, Command, WorkerLink, RESET_TIMEOUT};
 
 /// Size of the request queue.
 pub const QUEUE_SIZE: u16 = 256;
 const QUEUE_SIZES: [u16; 1] = [QUEUE_SIZE];
 
-struct Active {
-    memory: GuestMemoryMmap,
-    queue: Queue,
-    interrupt: VirtioInterrupt,
+/// Where the device's requests are served.
+enum Engine {
+    /// Here, in `process_queue` (until a worker is taken; tests and fuzzing).
+    Inline(BlockIo),
+    /// On the device's own I/O thread.
+    Thread(WorkerLink),
+    /// Nowhere: the I/O thread could not be set up.
+    Broken,
 }
 
 /// A virtio-blk device.
 pub struct Block {
-    disk: Disk,
     config: Vec<u8>,
-    active: Option<Active>,
+    read_only: bool,
+    engine: Engine,
 }
 
 impl Block {
@@ -47,31 +54,9 @@ impl Block {
         config.extend_from_slice(&[0u8; 4]);
         config.extend_from_slice(&(SECTOR_SIZE as u32).to_le_bytes());
         Self {
-            disk,
             config,
-            active: None,
-        }
-    }
-
-    /// Handles one chain; returns the used length.
-    fn handle(disk: &mut Disk, mem: &GuestMemoryMmap, descs: &[Descriptor]) -> u32 {
-        match parse(mem, descs, disk.sectors()) {
-            Ok(req) => {
-                let (status, written) = execute(disk, mem, &req);
-                if mem.write_obj(status, req.status).is_err() {
-                    return 0;
-                }
-                written.saturating_add(1)
-            }
-            Err(e) => {
-                crate::guest_warn!("virtio-blk: malformed request: {e}");
-                // Answer IOERR where the chain has a usable status byte; else return
-                // the chain untouched (used length 0) so the ring keeps moving.
-                match status_address(mem, descs) {
-                    Some(addr) if mem.write_obj(VIRTIO_BLK_S_IOERR as u8, addr).is_ok() => 1,
-                    _ => 0,
-                }
-            }
+            read_only: disk.read_only(),
+            engine: Engine::Inline(BlockIo { disk, active: None }),
         }
     }
 }
@@ -90,7 +75,7 @@ impl VirtioDevice for Block {
             | (1 << VIRTIO_BLK_F_SEG_MAX)
             | (1 << VIRTIO_BLK_F_BLK_SIZE)
             | (1 << VIRTIO_BLK_F_FLUSH);
-        if self.disk.read_only() {
+        if self.read_only {
             f |= 1 << VIRTIO_BLK_F_RO;
         }
         f
@@ -110,43 +95,72 @@ impl VirtioDevice for Block {
             .into_iter()
             .next()
             .ok_or(ActivateError::QueueNotReady(0))?;
-        self.active = Some(Active {
+        let active = Active {
             memory: a.memory,
             queue,
             interrupt: a.interrupt,
-        });
+        };
+        match &mut self.engine {
+            Engine::Inline(io) => io.active = Some(active),
+            Engine::Thread(link) => {
+                if !link.send(Command::Activate(active)) {
+                    log::error!("virtio-blk: the I/O thread is gone; requests go unanswered");
+                }
+            }
+            Engine::Broken => log::error!("virtio-blk: no I/O thread; requests go unanswered"),
+        }
         Ok(())
     }
 
     fn process_queue(&mut self, index: usize) {
-        let Some(active) = self.active.as_mut() else {
-            return;
-        };
         if index != 0 {
             crate::guest_warn!("virtio-blk: notification for queue {index} ignored");
             return;
         }
-        let mem = &active.memory;
-        let mut used = false;
-        while let Some(chain) = active.queue.pop_descriptor_chain(mem) {
-            let head = chain.head_index();
-            // The chain iterator stops after a queue's worth of descriptors (loops end
-            // there); one more than the maximum is enough to reject long chains.
-            let descs: Vec<Descriptor> = chain.take(MAX_DESCRIPTORS + 1).collect();
-            let len = Self::handle(&mut self.disk, mem, &descs);
-            if let Err(e) = active.queue.add_used(mem, head, len) {
-                crate::guest_warn!("virtio-blk: cannot return descriptor {head}: {e:?}");
-                break;
-            }
-            used = true;
-        }
-        if used {
-            active.interrupt.signal_used_queue();
+        if let Engine::Inline(io) = &mut self.engine {
+            io.process();
         }
     }
 
     fn reset(&mut self) {
-        self.active = None;
+        match &mut self.engine {
+            Engine::Inline(io) => io.active = None,
+            Engine::Thread(link) => {
+                // The driver may reuse the queue's memory once reset returns: wait
+                // until the thread has let go of it (after the request in flight).
+                let (ack, acked) = std::sync::mpsc::channel();
+                if link.send(Command::Reset(ack)) && acked.recv_timeout(RESET_TIMEOUT).is_err() {
+                    log::error!(
+                        "virtio-blk: the I/O thread did not finish its request within \
+                         {RESET_TIMEOUT:?} of a driver reset"
+                    );
+                }
+            }
+            Engine::Broken => {}
+        }
+    }
+
+    fn take_worker(&mut self) -> Option<Box<dyn DeviceWorker>> {
+        let wake = match EventFd::new(EFD_NONBLOCK) {
+            Ok(evt) => Arc::new(evt),
+            Err(e) => {
+                log::error!("virtio-blk: cannot create the I/O thread's eventfd: {e}");
+                return None;
+            }
+        };
+        let Engine::Inline(io) = std::mem::replace(&mut self.engine, Engine::Broken) else {
+            return None;
+        };
+        let (commands, receiver) = std::sync::mpsc::channel();
+        self.engine = Engine::Thread(WorkerLink {
+            commands,
+            wake: wake.clone(),
+        });
+        Some(Box::new(BlockWorker {
+            io,
+            commands: receiver,
+            wake,
+        }))
     }
 }
 

@@ -1,11 +1,15 @@
 use super::*;
 use crate::virtio::VirtioInterrupt;
 use std::io::Write;
+use virtio_bindings::virtio_blk::VIRTIO_BLK_S_IOERR;
 use virtio_bindings::virtio_blk::{VIRTIO_BLK_S_OK, VIRTIO_BLK_T_IN};
 use virtio_bindings::virtio_ring::VRING_DESC_F_WRITE;
+use virtio_queue::desc::split::Descriptor;
 use virtio_queue::desc::RawDescriptor;
 use virtio_queue::mock::MockSplitQueue;
+use virtio_queue::Queue;
 use vm_memory::GuestAddress;
+use vm_memory::{Bytes, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use vmm_sys_util::tempfile::TempFile;
 

@@ -1,0 +1,118 @@
+//! The block device's own I/O thread. The device model (on the vCPU threads, behind its
+//! transport's lock) sends it activations and resets over a channel and wakes it with
+//! an eventfd; the thread waits on that, on the queue's notification eventfd and on the
+//! VMM's stop eventfd, and does every disk read, write and flush. A disk that takes a
+//! second per request holds up this thread only: the event loop (console, network,
+//! other disks) and the vCPUs, which never wait for it, carry on.
+
+use super::io::{Active, BlockIo};
+use crate::virtio::DeviceWorker;
+use std::os::fd::AsRawFd;
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::Arc;
+use std::time::Duration;
+use vmm_sys_util::eventfd::EventFd;
+
+/// How long a driver reset waits for the request in flight to finish.
+pub(crate) const RESET_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the device model tells its thread.
+pub(crate) enum Command {
+    /// The driver activated the device with this queue.
+    Activate(Active),
+    /// The driver reset the device: drop the queue, then acknowledge.
+    Reset(Sender<()>),
+}
+
+/// The device model's end of the link to its thread.
+pub(crate) struct WorkerLink {
+    pub(crate) commands: Sender<Command>,
+    pub(crate) wake: Arc<EventFd>,
+}
+
+impl WorkerLink {
+    /// Sends `command` and wakes the thread; false if the thread is gone.
+    pub(crate) fn send(&self, command: Command) -> bool {
+        if self.commands.send(command).is_err() {
+            return false;
+        }
+        if let Err(e) = self.wake.write(1) {
+            log::error!("virtio-blk: cannot wake the I/O thread: {e}");
+        }
+        true
+    }
+}
+
+/// The thread's state: the disk and queue, and the command channel.
+pub(crate) struct BlockWorker {
+    pub(crate) io: BlockIo,
+    pub(crate) commands: Receiver<Command>,
+    pub(crate) wake: Arc<EventFd>,
+}
+
+impl BlockWorker {
+    /// Carries out every pending command; false once the device model is gone.
+    fn drain_commands(&mut self) -> bool {
+        loop {
+            match self.commands.try_recv() {
+                Ok(Command::Activate(active)) => self.io.active = Some(active),
+                Ok(Command::Reset(ack)) => {
+                    self.io.active = None;
+                    let _ = ack.send(());
+                }
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+}
+
+/// Waits until one of `fds` is readable (or a signal interrupts the wait); returns
+/// which are.
+fn wait_readable(fds: &[i32]) -> Vec<bool> {
+    let mut polls: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `polls` is a live array of `polls.len()` pollfd structs that poll fills.
+    let n = unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, -1) };
+    if n < 0 {
+        return vec![false; fds.len()];
+    }
+    polls.iter().map(|p| p.revents != 0).collect()
+}
+
+impl DeviceWorker for BlockWorker {
+    fn name(&self) -> &'static str {
+        "blk"
+    }
+
+    fn run(mut self: Box<Self>, queue_evts: Vec<EventFd>, stop: EventFd) {
+        let Some(queue) = queue_evts.first() else {
+            log::error!("virtio-blk: I/O thread started without a queue eventfd");
+            return;
+        };
+        let fds = [stop.as_raw_fd(), self.wake.as_raw_fd(), queue.as_raw_fd()];
+        loop {
+            let ready = wait_readable(&fds);
+            if ready[0] {
+                return;
+            }
+            if ready[1] {
+                let _ = self.wake.read();
+            }
+            // Commands first: an activation is sent before the queue's first kick.
+            if !self.drain_commands() {
+                return;
+            }
+            if ready[2] {
+                let _ = queue.read();
+                self.io.process();
+            }
+        }
+    }
+}
