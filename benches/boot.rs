@@ -8,6 +8,9 @@
 //!   nested harness, from minivmm's boot timeline; virtio-blk (dd) and virtio-net
 //!   (wget/nc) throughput from guest user space, beside QEMU's when packed.
 //!
+//!   With `--peer-firecracker PATH`, Firecracker boots the same guest in the same L1,
+//!   alternating, and both launch-to-user-space figures are printed with their ratio.
+//!
 //! Options: `--runs N` (default 20).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap fails the test, as clippy.toml allows in unit tests
 
@@ -177,11 +180,58 @@ fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-fn nested() {
+/// Launch to user space and to exit on L1's clock, minivmm against Firecracker, from
+/// the side-by-side sections of the nested log.
+fn side_by_side(text: &str, peer: bool) {
+    if !peer {
+        println!("== Firecracker in the same L1: no --peer-firecracker PATH given; left out");
+        return;
+    }
+    println!("== Side by side in the same L1: 2 vCPUs, 256 MiB, same vmlinux, initramfs and command line (L1 clock)");
+    let figures = |prefix: &str, key: &str| -> Vec<f64> {
+        text.split("=== BEGIN ")
+            .filter(|s| s.starts_with(prefix))
+            .filter_map(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix(key))?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .map(|s: f64| s * 1e3)
+            .collect()
+    };
+    for (what, key) in [
+        ("launch to user space", "L1: launch to user space s="),
+        ("launch to exit", "L1: launch to exit s="),
+    ] {
+        let (ours, theirs) = (
+            figures("side-minivmm-", key),
+            figures("side-firecracker-", key),
+        );
+        if ours.is_empty() || theirs.is_empty() {
+            fail(&format!("side by side: no '{what}' figures for both VMMs"));
+        }
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            percentile(&v, 0.5)
+        };
+        let ratio = median(ours.clone()) / median(theirs.clone());
+        summary(&format!("minivmm {what}"), "ms ", ours);
+        summary(&format!("firecracker {what}"), "ms ", theirs);
+        println!("ratio minivmm / firecracker, {what} (medians): {ratio:.2}");
+    }
+}
+
+fn nested(peer: Option<&str>) {
     let dir = scratch("bench-nested");
     let scenario = repo().join("benches/nested-scenario.sh");
     let log = dir.join("l1.log");
-    let ok = Command::new(repo().join("tests/nested/harness.sh"))
+    let mut harness = Command::new(repo().join("tests/nested/harness.sh"));
+    if let Some(path) = peer {
+        harness.env("MINIVMM_NESTED_FIRECRACKER", path);
+    }
+    let ok = harness
         .env("MINIVMM_NESTED_QEMU", "1")
         .arg(&scenario)
         .arg(&log)
@@ -208,6 +258,7 @@ fn nested() {
     assert!(!timer.is_empty(), "no boot-timer milestone in:\n{text}");
     summary("user space (boot timer), L1 clock", "ms ", timer);
     summary("minivmm start to exit, L1 clock", "ms ", exit);
+    side_by_side(&text, peer.is_some());
     // The same guest and dd under minivmm and under QEMU, each in its own section.
     let section = |name: &str| -> String {
         text.split("=== BEGIN ")
@@ -225,8 +276,12 @@ fn nested() {
     for (vmm, name) in [
         ("minivmm", "disk-bench\n"),
         ("QEMU microvm", "qemu-disk-bench\n"),
+        ("Firecracker", "firecracker-disk-bench\n"),
     ] {
         let sec = section(name);
+        if vmm == "Firecracker" && peer.is_none() {
+            continue;
+        }
         let (w, r) = (rates(&sec, "write="), rates(&sec, "read="));
         if w.is_empty() || r.is_empty() {
             fail(&format!("{vmm}: no virtio-blk result in {}", log.display()));
@@ -252,7 +307,11 @@ fn nested() {
     for (vmm, prefix) in [
         ("minivmm", "net-bench-"),
         ("QEMU microvm", "qemu-net-bench-"),
+        ("Firecracker", "firecracker-net-bench-"),
     ] {
+        if vmm == "Firecracker" && peer.is_none() {
+            continue;
+        }
         let sec = sections(prefix);
         let (down, up) = (net_rates(&sec, "download="), net_rates(&sec, "upload="));
         if down.is_empty() || up.is_empty() {
@@ -279,6 +338,10 @@ fn main() {
         linux_direct();
     }
     if args.iter().any(|a| a == "--nested") {
-        nested();
+        let peer = args
+            .iter()
+            .position(|a| a == "--peer-firecracker")
+            .and_then(|i| args.get(i + 1));
+        nested(peer.map(String::as_str));
     }
 }

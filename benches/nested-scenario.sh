@@ -6,6 +6,32 @@ for i in 1 2 3; do
     run_l2 elf-2cpu-$i --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 512M --cpus 2
 done
 
+# Side by side with Firecracker in the same L1, when the harness packed it
+# (MINIVMM_NESTED_FIRECRACKER=PATH): the same vmlinux, initramfs, full command line,
+# 2 vCPUs and 256 MiB, alternating. L1 times launch to the guest's "user space
+# reached" line and launch to exit (the guest reboots at once) on its own clock, the
+# same way for both.
+side_run() {
+    name=$1; shift
+    echo "=== BEGIN $name"
+    t0=$(cut -d' ' -f1 /proc/uptime)
+    { "$@" < /dev/null 2>&1; echo $? > /tmp/side.rc; } | awk -v t0="$t0" '{ print }
+        /MINIVMM-GUEST: user space reached/ && !seen { seen = 1; getline u < "/proc/uptime"; close("/proc/uptime")
+            split(u, f, " "); printf "L1: launch to user space s=%.2f\n", f[1] - t0 }'
+    echo "L1: launch to exit s=$(awk -v a="$t0" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN { print b - a }')"
+    echo "=== END $name rc=$(cat /tmp/side.rc)"
+}
+if [ -x /bin/firecracker ]; then
+    args="console=ttyS0 reboot=k panic=1 pci=off nomodules i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd noxsave"
+    printf '%s\n' "{\"boot-source\": {\"kernel_image_path\": \"/l2/vmlinux\", \"initrd_path\": \"/l2/initramfs.cpio\", \"boot_args\": \"$args\"}," \
+        '"machine-config": {"vcpu_count": 2, "mem_size_mib": 256}, "drives": [], "network-interfaces": []}' > /tmp/fc.json
+    for i in 1 2 3; do
+        side_run side-minivmm-$i minivmm --boot-timeline --no-default-cmdline --cmdline "$args" \
+            --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M --cpus 2
+        side_run side-firecracker-$i timeout 300 firecracker --no-api --config-file /tmp/fc.json --level Warning
+    done
+fi
+
 # virtio-blk throughput from guest user space: dd with O_DIRECT on a 64 MiB disk.
 truncate -s 64M /tmp/bench.img
 run_l2 disk-bench --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M \
@@ -41,5 +67,24 @@ if [ -x /bin/qemu-system-x86_64 ]; then
             -append "console=ttyS0 reboot=k panic=1 minivmm.action=net" \
             -netdev tap,id=n,ifname=qtap0,script=no,downscript=no \
             -device virtio-net-device,netdev=n
+    done
+fi
+
+# The same disk and network transfers under Firecracker in the same L1, when packed.
+if [ -x /bin/firecracker ]; then
+    fc_config() {  # fc_config FILE ACTION DRIVES NETS
+        printf '%s\n' "{\"boot-source\": {\"kernel_image_path\": \"/l2/vmlinux\", \"initrd_path\": \"/l2/initramfs.cpio\", \"boot_args\": \"$args minivmm.action=$2 minivmm.end=reboot\"}," \
+            "\"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 256}, \"drives\": [$3], \"network-interfaces\": [$4]}" > "$1"
+    }
+    truncate -s 64M /tmp/fbench.img
+    fc_config /tmp/fcd.json disk-bench '{"drive_id": "vda", "path_on_host": "/tmp/fbench.img", "is_root_device": false, "is_read_only": false}' ''
+    echo "=== BEGIN firecracker-disk-bench"
+    timeout 300 firecracker --no-api --config-file /tmp/fcd.json --level Warning < /dev/null 2>&1
+    echo "=== END firecracker-disk-bench rc=$?"
+    fc_config /tmp/fcn.json net '' '{"iface_id": "eth0", "host_dev_name": "ftap0", "guest_mac": "02:00:00:00:00:01"}'
+    for i in 1 2; do
+        ip tuntap add dev ftap0 mode tap
+        run_net firecracker-net-bench-$i ftap0 timeout 300 firecracker --no-api --config-file /tmp/fcn.json --level Warning
+        ip link del ftap0 2>/dev/null
     done
 fi

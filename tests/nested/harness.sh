@@ -96,6 +96,13 @@ if [ "${MINIVMM_NESTED_QEMU:-0}" = 1 ]; then
         cp -L "/usr/share/qemu/$rom" "$stage/usr/share/qemu/$rom"
     done
 fi
+# With MINIVMM_NESTED_FIRECRACKER=PATH (a Firecracker binary the user has), it goes
+# into L1 as /bin/firecracker, for side-by-side boots in the same emulated host.
+if [ -n "${MINIVMM_NESTED_FIRECRACKER:-}" ]; then
+    pack_binary "$MINIVMM_NESTED_FIRECRACKER"
+    packed="$stage/bin/$(basename "$MINIVMM_NESTED_FIRECRACKER")"
+    [ "$packed" = "$stage/bin/firecracker" ] || mv "$packed" "$stage/bin/firecracker"
+fi
 install -m 0755 "$here/l1-init" "$stage/init"
 cp "$here/l1-lib.sh" "$stage/l1-lib.sh"
 cp "$scenario" "$stage/scenario.sh"
