@@ -250,7 +250,7 @@ run_l2_stalled stalled-disk mvmd0 --kernel /l2/vmlinux --initrd /l2/initramfs.cp
 sigterm_at sigterm-kernel 'Linux version' mvms0 --kernel /l2/bzImage --initrd /l2/initramfs.cpio --mem 256M --cmdline noxsave
 sigterm_at sigterm-init 'Run /init' mvms1 --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M --cmdline noxsave
 sigterm_at sigterm-user 'MINIVMM-GUEST: user space reached' mvms2 --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M --cmdline 'noxsave minivmm.action=idle'
-run_l2 stock-kernel --kernel /l2/stock-vmlinuz --initrd /l2/initramfs.cpio --mem 512M --cpus 2 --cmdline noxsave
+run_l2 stock-kernel --kernel /l2/stock-vmlinuz --initrd /l2/initramfs.cpio --mem 512M --cpus 2 --cmdline 'noxsave minivmm.action=rtc'
 echo "L1: epoch=$(date +%s)"
 run_l2 panic --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M --cmdline 'noxsave minivmm.action=panic'
 "#,
@@ -374,6 +374,22 @@ run_l2 panic --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M --cmdli
         "{}",
         stock.output
     );
+    // The clock's alarm interrupt reached the stock kernel's rtc_cmos driver (IRQ 8):
+    // the count went up and the alarm is no longer pending.
+    let rtc = stock
+        .output
+        .lines()
+        .find(|l| l.contains("MINIVMM-GUEST: rtc irq8 "))
+        .unwrap_or_else(|| panic!("no RTC line:\n{}", tail(&stock.output, 30)));
+    let before: u64 = value(rtc, "before=").parse().unwrap_or(u64::MAX);
+    let after: u64 = value(rtc, "after=").parse().unwrap_or(0);
+    assert!(after > before, "no RTC interrupt: {rtc}");
+    assert!(
+        rtc.contains("pending_alarm=."),
+        "the alarm did not fire:\n{}",
+        tail(&stock.output, 30)
+    );
+    println!("nested: stock kernel: RTC interrupts {before} -> {after} across a 2 s alarm");
     println!(
         "nested: time to user space (boot timer, ms since minivmm start): elf-2cpu {:.0}, bzimage-gzip {:.0}, debian-stock-kernel {:.0}",
         boot_timer_ms(&elf),

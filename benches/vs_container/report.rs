@@ -195,73 +195,25 @@ pub fn write_json(path: &Path, series: &[Series], density: &[Density]) -> Result
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-/// A horizontal bar chart of exec-to-marker (median bar, min-max line, p90 tick), log
-/// scale, one bar per series.
+/// The exec-to-marker chart (median bar, min-max line, log scale), one bar per series;
+/// containers in the peer colour.
 pub fn write_svg(path: &Path, series: &[Series]) -> Result<(), String> {
-    let rows: Vec<(&str, Stats)> = series
+    let bars: Vec<crate::chart::Bar> = series
         .iter()
-        .filter_map(|s| Some((s.name.as_str(), s.marker()?)))
+        .filter_map(|s| {
+            let m = s.marker()?;
+            Some(crate::chart::Bar {
+                label: s.name.clone(),
+                median: m.median,
+                min: m.min,
+                max: m.max,
+                peer: !s.vm,
+            })
+        })
         .collect();
-    let (left, width, bar, gap) = (150.0, 600.0, 22.0, 14.0);
-    let height = 70.0 + rows.len() as f64 * (bar + gap);
-    let lo = rows
-        .iter()
-        .map(|r| r.1.min)
-        .fold(f64::MAX, f64::min)
-        .max(0.1)
-        .log10()
-        .floor();
-    let hi = rows
-        .iter()
-        .map(|r| r.1.max)
-        .fold(0.1, f64::max)
-        .log10()
-        .ceil()
-        .max(lo + 1.0);
-    let x = |ms: f64| left + (ms.max(0.1).log10() - lo) / (hi - lo) * width;
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <text x=\"10\" y=\"20\" font-size=\"14\">exec to marker (ms, log scale): bar = median, line = min-max, tick = p90</text>\n",
-        left + width + 40.0
-    );
-    for decade in (lo as i32)..=(hi as i32) {
-        let ms = 10f64.powi(decade);
-        let gx = x(ms);
-        svg += &format!(
-            "<line x1=\"{gx}\" y1=\"35\" x2=\"{gx}\" y2=\"{}\" stroke=\"#ddd\"/><text x=\"{gx}\" y=\"{}\" text-anchor=\"middle\">{ms}</text>\n",
-            height - 25.0,
-            height - 10.0
-        );
-    }
-    for (i, (name, s)) in rows.iter().enumerate() {
-        let y = 40.0 + i as f64 * (bar + gap);
-        let colour = if name.starts_with("vm") {
-            "#3a7bd5"
-        } else {
-            "#e07b39"
-        };
-        svg += &format!(
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{name}</text>\n\
-             <rect x=\"{left}\" y=\"{y}\" width=\"{}\" height=\"{bar}\" fill=\"{colour}\"/>\n\
-             <line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#000\"/>\n\
-             <line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#000\" stroke-width=\"2\"/>\n\
-             <text x=\"{}\" y=\"{}\">{:.1} ms</text>\n",
-            left - 8.0,
-            y + bar * 0.7,
-            (x(s.median) - left).max(1.0),
-            x(s.min),
-            y + bar / 2.0,
-            x(s.max),
-            y + bar / 2.0,
-            x(s.p90),
-            y + 3.0,
-            x(s.p90),
-            y + bar - 3.0,
-            x(s.max) + 6.0,
-            y + bar * 0.7,
-            s.median
-        );
-    }
-    svg += "</svg>\n";
-    std::fs::write(path, svg).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    crate::chart::write(
+        path,
+        "exec to marker (ms, log scale): bar = median, line = min-max",
+        &bars,
+    )
 }

@@ -12,3 +12,16 @@ pub mod trigger;
 pub mod virtio;
 
 pub use bus::{Bus, BusDevice, BusError};
+
+/// A device with time-driven state (a clock's interrupts) that the VMM's event loop
+/// polls at least every tick.
+pub trait Polled: Send {
+    /// Catches up with the time now.
+    fn poll(&mut self);
+}
+
+impl Polled for cmos::Cmos {
+    fn poll(&mut self) {
+        cmos::Cmos::poll(self);
+    }
+}

@@ -39,6 +39,8 @@ pub struct Machine {
     pub state: Arc<RunState>,
     /// The ACPI power-management registers (power button), where the platform has them.
     pub acpi_pm: Option<Arc<Mutex<devices::acpi_pm::AcpiPmDevice>>>,
+    /// Devices the event loop polls.
+    pub polled: Vec<Arc<Mutex<dyn devices::Polled>>>,
     /// Architecture state that must live as long as the VM (the aarch64 GIC).
     pub _arch: platform::ArchState,
     /// Guest RAM (kept alive while the VM fd exists).
@@ -103,6 +105,7 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
         poweroff_evt,
         panic_evt,
         acpi_pm,
+        polled,
     } = platform::attach_devices(&vm_fd, console, timeline)?;
 
     let mut virtio = Vec::new();
@@ -149,6 +152,7 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
         virtio,
         state,
         acpi_pm,
+        polled,
         _arch: arch_state,
         memory,
         vm_fd,

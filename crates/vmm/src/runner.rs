@@ -83,6 +83,7 @@ struct MachineParts {
     serial: Arc<Mutex<devices::serial::SerialDevice>>,
     state: Arc<RunState>,
     acpi_pm: Option<Arc<Mutex<devices::acpi_pm::AcpiPmDevice>>>,
+    polled: Vec<Arc<Mutex<dyn devices::Polled>>>,
     _arch: crate::platform::ArchState,
     memory: vm_memory::GuestMemoryMmap,
     _vm_fd: kvm_ioctls::VmFd,
@@ -238,6 +239,7 @@ pub(crate) fn launch(
             serial: machine.serial,
             state,
             acpi_pm: machine.acpi_pm,
+            polled: machine.polled,
             _arch: machine._arch,
             memory: machine.memory,
             _vm_fd: machine.vm_fd,
@@ -383,6 +385,9 @@ impl Running {
         loop {
             em.run_with_timeout(TICK_MS)
                 .map_err(|e| format!("event loop: {e:?}"))?;
+            for device in &self.machine_parts.polled {
+                device.lock().unwrap_or_else(|p| p.into_inner()).poll();
+            }
             // Console output waits for a newline; a partial line (a prompt) is written
             // out here, at most one tick after the guest printed it.
             self.machine_parts

@@ -104,6 +104,7 @@ pub(crate) fn attach_devices(
         poweroff_evt: eventfd()?,
         panic_evt: eventfd()?,
         acpi_pm: None,
+        polled: Vec::new(),
     })
 }
 

@@ -49,6 +49,8 @@ pub(crate) struct PlatformDevices {
     pub panic_evt: EventFd,
     /// The ACPI power-management registers, where the platform has them.
     pub acpi_pm: Option<Arc<Mutex<AcpiPmDevice>>>,
+    /// Devices the event loop polls (the CMOS clock's interrupts).
+    pub polled: Vec<Arc<Mutex<dyn devices::Polled>>>,
 }
 
 /// A memory-mapped device the guest must be told about.

@@ -1,7 +1,8 @@
 //! The always-present devices of an x86 microVM: serial console (port I/O, IRQ 4 via
 //! irqfd), the i8042 controller (reset line), the ACPI power-management registers
 //! (power-off and reset), pvpanic (the guest kernel reports a panic), the CMOS
-//! real-time clock, and the boot-timer MMIO byte.
+//! real-time clock (IRQ 8 via irqfd, polled by the event loop), and the boot-timer
+//! MMIO byte.
 
 use super::{eventfd, PlatformDevices};
 use crate::error::VmmError;
@@ -68,11 +69,13 @@ pub fn attach(
 
     // The century byte the FADT names is where the clock keeps it.
     const _: () = assert!(layout::CMOS_CENTURY == devices::cmos::CENTURY);
-    io_bus.insert(
-        Arc::new(Mutex::new(Cmos::new())),
-        layout::CMOS_PORT_BASE,
-        layout::CMOS_PORT_SIZE,
-    )?;
+    let rtc_irq = eventfd()?;
+    vm.register_irqfd(&rtc_irq, layout::CMOS_IRQ)
+        .map_err(|e| VmmError::Irqfd(layout::CMOS_IRQ, e))?;
+    let cmos = Arc::new(Mutex::new(
+        Cmos::new().with_irq(EventFdTrigger::new(rtc_irq)),
+    ));
+    io_bus.insert(cmos.clone(), layout::CMOS_PORT_BASE, layout::CMOS_PORT_SIZE)?;
 
     let panic_evt = eventfd()?;
     let pvpanic = PvPanic::new(panic_evt.try_clone().map_err(VmmError::EventFd)?);
@@ -100,5 +103,6 @@ pub fn attach(
         poweroff_evt,
         panic_evt,
         acpi_pm: Some(acpi_pm),
+        polled: vec![cmos],
     })
 }
