@@ -317,63 +317,72 @@ fn exec_to_exit(mut c: Command) -> Option<f64> {
     (out.status.success() && text.contains("minivmm-test-guest: reset")).then(|| ms(t0.elapsed()))
 }
 
-/// Exec to exit, alternating with the peer; returns minivmm's CPU per process.
+/// Exec to exit, alternating: minivmm, minivmm with async teardown, and the peer when
+/// given; returns minivmm's CPU per process.
 fn process(o: &Opts, peer: Option<&Firecracker>, r: &mut Report) -> f64 {
     println!(
-        "== process: exec to exit of the test guest, {MEM_MIB} MiB, 1 vCPU, {} runs{}",
-        o.runs,
-        if peer.is_some() {
-            ", alternating with Firecracker"
-        } else {
-            ""
-        }
+        "== process: exec to exit of the test guest, {MEM_MIB} MiB, 1 vCPU, {} runs each, alternating",
+        o.runs
     );
-    let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    type Make<'a> = Box<dyn Fn() -> Command + 'a>;
+    let mut kinds: Vec<(&str, &str, Make, bool)> = vec![
+        ("minivmm", "process_minivmm_ms", Box::new(minivmm), false),
+        (
+            "minivmm --async-teardown on",
+            "process_minivmm_async_teardown_ms",
+            Box::new(|| {
+                let mut c = minivmm();
+                c.args(["--async-teardown", "on"]);
+                c
+            }),
+            false,
+        ),
+    ];
+    if let Some(fc) = peer {
+        kinds.push((
+            "firecracker",
+            "process_firecracker_ms",
+            Box::new(|| fc.command()),
+            true,
+        ));
+    }
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
     let mut cpu = 0.0;
     for _ in 0..o.runs {
-        let c0 = cpu_ms(libc::RUSAGE_CHILDREN);
-        let a = exec_to_exit(minivmm());
-        cpu += cpu_ms(libc::RUSAGE_CHILDREN) - c0;
-        let Some(a) = a else {
-            r.failures
-                .push("process: minivmm did not run the guest to its reset".into());
-            return 0.0;
-        };
-        ours.push(a);
-        if let Some(fc) = peer {
-            let Some(b) = exec_to_exit(fc.command()) else {
-                r.failures
-                    .push("process: Firecracker did not run the guest to its reset".into());
+        for (k, (name, _, make, _)) in kinds.iter().enumerate() {
+            let c0 = cpu_ms(libc::RUSAGE_CHILDREN);
+            let Some(t) = exec_to_exit(make()) else {
+                r.failures.push(format!(
+                    "process: {name} did not run the guest to its reset"
+                ));
                 return 0.0;
             };
-            theirs.push(b);
-            ratios.push(a / b);
+            if k == 0 {
+                cpu += cpu_ms(libc::RUSAGE_CHILDREN) - c0;
+            }
+            times[k].push(t);
         }
     }
-    let ours = Stats::of(ours).unwrap();
-    row("minivmm", "ms", &ours);
-    r.figure(
-        "process_minivmm_ms",
-        "process: minivmm exec to exit",
-        &ours,
-        false,
-    );
-    if let (Some(theirs), Some(ratios)) = (Stats::of(theirs), Stats::of(ratios)) {
-        row("firecracker", "ms", &theirs);
-        println!(
-            "ratio minivmm / firecracker: of medians {:.2}, median of pairs {:.2} (p90 {:.2})",
-            ours.median / theirs.median,
-            ratios.median,
-            ratios.p90
-        );
-        r.figure(
-            "process_firecracker_ms",
-            "process: Firecracker exec to exit",
-            &theirs,
-            true,
-        );
-        r.json.insert("process_pair_ratio".into(), ratios.json());
+    let medians: Vec<f64> = times
+        .iter()
+        .map(|t| Stats::of(t.clone()).map_or(f64::NAN, |s| s.median))
+        .collect();
+    for ((name, key, _, is_peer), t) in kinds.iter().zip(times) {
+        let s = Stats::of(t).unwrap();
+        row(name, "ms", &s);
+        r.figure(key, &format!("process: {name} exec to exit"), &s, *is_peer);
     }
+    if peer.is_some() {
+        let fc = medians[medians.len() - 1];
+        for ((name, ..), m) in kinds.iter().zip(&medians).take(2) {
+            println!("ratio {name} / firecracker (medians): {:.2}", m / fc);
+        }
+    } else {
+        println!("firecracker: no --peer-firecracker PATH given; left out");
+    }
+    println!(
+        "note: with async teardown the host kernel destroys the VM in a helper process after minivmm has exited; Firecracker (and minivmm by default) wait for it"
+    );
     let per = cpu / o.runs as f64;
     println!("CPU per minivmm process: {per:.2} ms");
     r.json.insert("process_cpu_ms".into(), per.into());

@@ -93,8 +93,15 @@ pub struct Cli {
     #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
     pub seccomp: Option<bool>,
 
+    /// Leave the host kernel's destruction of the VM to a helper process, so that
+    /// minivmm exits as soon as the guest has: on or off [default: off]. The helper
+    /// belongs to init once minivmm exits; an init that does not reap orphans keeps
+    /// one zombie per VM.
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    pub async_teardown: Option<bool>,
+
     /// Replace the built-in allow-list of some threads with filters from a
-    /// seccompiler JSON file, keyed "vcpu", "events" or "main".
+    /// seccompiler JSON file, keyed "vcpu", "events", "io" or "main".
     #[arg(long, value_name = "FILE")]
     pub seccomp_filter: Option<PathBuf>,
 }
@@ -150,6 +157,9 @@ impl Cli {
         over(&mut f.console_log, &self.console_log);
         over(&mut f.kvm_device, &self.kvm_device);
         over(&mut f.seccomp_filter, &self.seccomp_filter);
+        if self.async_teardown.is_some() {
+            f.async_teardown = self.async_teardown;
+        }
         if let Some(on) = self.seccomp {
             f.seccomp = Some(if on { "on" } else { "off" }.to_string());
         }
@@ -241,6 +251,7 @@ impl Effective {
         }
         c.time_origin = origin;
         c.seccomp = self.seccomp_policy()?;
+        c.async_teardown = f.async_teardown.unwrap_or(false);
         Ok(c)
     }
 

@@ -82,6 +82,8 @@ pub struct FileConfig {
     pub seccomp: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seccomp_filter: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub async_teardown: Option<bool>,
 }
 
 impl FileConfig {

@@ -403,3 +403,73 @@ fn virtio_blk_driven_by_the_test_guest() {
         "the read-only image changed"
     );
 }
+
+/// The live (not zombie) processes other than `except` whose command line has `token`.
+fn live_with(token: &str, except: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != except)
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .next();
+            String::from_utf8_lossy(&cmdline).contains(token) && state != Some("Z")
+        })
+        .collect()
+}
+
+/// With --async-teardown on, a helper process holds the VM's KVM descriptor and
+/// nothing else of minivmm's (no tap, image or eventfd) while the VM runs, and ends
+/// after minivmm does, which exits at once.
+#[test]
+fn async_teardown_hands_the_vm_to_a_helper_that_ends_after_minivmm() {
+    if !kvm_available("async_teardown_hands_the_vm_to_a_helper_that_ends_after_minivmm") {
+        return;
+    }
+    let token = format!("teardown.test={}", std::process::id());
+    let args = guest_args(&[
+        "--async-teardown",
+        "on",
+        "--cmdline",
+        &format!("guest.test=hang {token}"),
+    ]);
+    let mut child = std::process::Command::new(MINIVMM)
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let seen = read_until(&mut stdout, "hanging\n");
+    assert!(seen.contains("hanging"), "{seen}");
+    let helpers = live_with(&token, child.id());
+    assert_eq!(helpers.len(), 1, "one helper process: {helpers:?}");
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", helpers[0]))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(fds.iter().any(|f| f == "anon_inode:kvm-vm"), "{fds:?}");
+    assert_eq!(
+        fds.len(),
+        2,
+        "the VM and its lifeline, nothing else: {fds:?}"
+    );
+    assert!(fds.iter().any(|f| f.starts_with("pipe:")), "{fds:?}");
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM));
+    wait_until(
+        "the teardown helper to end",
+        Duration::from_secs(10),
+        || live_with(&token, 0).is_empty(),
+    );
+}

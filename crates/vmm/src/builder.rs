@@ -47,6 +47,8 @@ pub struct Machine {
     pub memory: GuestMemoryMmap,
     /// The VM fd.
     pub vm_fd: VmFd,
+    /// The helper holding a duplicate of the VM fd, with async teardown.
+    pub teardown: Option<crate::teardown::TeardownHelper>,
     /// The command-line preset the guest booted with.
     pub preset: Option<Preset>,
 }
@@ -89,6 +91,10 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
     // on nested hosts, 0.2 ms without).
     let memory = create_guest_memory(&vm_fd, config.mem_size, config.mem_hugepages)?;
     timeline.record(BootEvent::MemoryMapped);
+    let teardown = config
+        .async_teardown
+        .then(|| crate::teardown::spawn(&vm_fd, &memory))
+        .transpose()?;
     platform::before_vcpus(&vm_fd)?;
     let (vcpu_fds, arch_state) = platform::create_vcpus(&vm_fd, vcpu_count)?;
 
@@ -156,6 +162,7 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
         _arch: arch_state,
         memory,
         vm_fd,
+        teardown,
         preset,
     })
 }

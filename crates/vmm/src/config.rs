@@ -210,6 +210,10 @@ pub struct VmConfig {
     pub time_origin: Instant,
     /// Seccomp filters for the VM's threads (built-in lists by default).
     pub seccomp: seccomp::SeccompPolicy,
+    /// Leave the host kernel's destruction of the VM to a helper process, so that the
+    /// VM's end is not held up by it (off by default: the process forks at no point).
+    /// The helper is reparented to init, which must reap it.
+    pub async_teardown: bool,
 }
 
 impl VmConfig {
@@ -231,6 +235,7 @@ impl VmConfig {
             kvm_path: PathBuf::from(DEFAULT_KVM_PATH),
             time_origin: Instant::now(),
             seccomp: seccomp::SeccompPolicy::Default,
+            async_teardown: false,
         }
     }
 }

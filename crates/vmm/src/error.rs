@@ -29,6 +29,9 @@ pub enum VmmError {
     /// Too few huge pages reserved on the host.
     #[error("guest memory of {mib} MiB needs {needed} huge pages of {huge} KiB, but the host has {free} free (reserve them: echo {needed} > /proc/sys/vm/nr_hugepages)", mib = .0 >> 20, needed = .0 / .1, huge = .1 >> 10, free = .2)]
     HugePagesUnavailable(u64, u64, u64),
+    /// The deferred-teardown helper process could not be started.
+    #[error("cannot start the teardown helper process")]
+    TeardownHelper(#[source] std::io::Error),
     /// Zero vCPUs asked for.
     #[error("a VM needs at least one vCPU")]
     NoVcpus,

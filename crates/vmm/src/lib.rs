@@ -38,6 +38,7 @@ mod platform;
 mod pool;
 mod prepare;
 mod runner;
+mod teardown;
 pub mod timeline;
 mod validate;
 mod virtio_devices;

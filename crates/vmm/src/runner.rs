@@ -87,6 +87,7 @@ struct MachineParts {
     _arch: crate::platform::ArchState,
     memory: vm_memory::GuestMemoryMmap,
     _vm_fd: kvm_ioctls::VmFd,
+    teardown: Option<crate::teardown::TeardownHelper>,
 }
 
 /// The devices' own I/O threads and the eventfd that stops them all.
@@ -243,6 +244,7 @@ pub(crate) fn launch(
             _arch: machine._arch,
             memory: machine.memory,
             _vm_fd: machine.vm_fd,
+            teardown: machine.teardown,
         },
         vcpu_threads,
         io,
@@ -348,13 +350,20 @@ impl Running {
         let guest_memory_touched = crate::memory::resident_bytes(&self.machine_parts.memory);
         // The VM's memory, devices and descriptors go now, before the handle sees the
         // exit, so that a VM that has ended holds nothing.
-        let MachineParts { memory, _vm_fd, .. } = self.machine_parts;
+        let MachineParts {
+            memory,
+            _vm_fd,
+            teardown,
+            ..
+        } = self.machine_parts;
         drop(self.watcher);
         drop(self.control);
         // Closing the VM's last descriptor is the host kernel's teardown (in-kernel
         // devices, memory slots, SRCU grace periods); the memory goes after it, when
-        // KVM no longer maps it.
+        // KVM no longer maps it. With async teardown the helper process holds the last
+        // one, and closes it once told (the lifeline) after this.
         drop(_vm_fd);
+        drop(teardown);
         self.timeline.record(BootEvent::KvmReleased);
         drop(memory);
         self.timeline.record(BootEvent::Freed);

@@ -95,6 +95,13 @@ impl VmBuilder {
         self
     }
 
+    /// Leaves the host kernel's destruction of the VM to a helper process (see
+    /// [`VmConfig::async_teardown`]): the VM's end, and `wait()`, do not wait for it.
+    pub fn async_teardown(mut self, on: bool) -> Self {
+        self.config.async_teardown = on;
+        self
+    }
+
     /// Number of vCPUs.
     pub fn vcpus(mut self, count: usize) -> Self {
         self.config.vcpus = count;
