@@ -272,7 +272,7 @@ fn nested(peer: Option<&str>) {
             .filter_map(|l| l.split(key).nth(1)?.split_whitespace().next()?.parse().ok())
             .collect()
     };
-    println!("== virtio-blk from guest user space: dd 1 MiB x 64, O_DIRECT, L1 clock");
+    println!("== virtio-blk from guest user space: dd 1 MiB x 64, and random 4 KiB for 3 s, O_DIRECT, L1 clock");
     for (vmm, name) in [
         ("minivmm", "disk-bench\n"),
         ("QEMU microvm", "qemu-disk-bench\n"),
@@ -288,6 +288,22 @@ fn nested(peer: Option<&str>) {
         }
         summary(&format!("{vmm} write"), "MiB/s", w);
         summary(&format!("{vmm} read"), "MiB/s", r);
+        // Random 4 KiB, one request at a time, O_DIRECT (the guest's iobench).
+        let iops = |key: &str| -> Vec<f64> {
+            sec.lines()
+                .filter(|l| l.contains("MINIVMM-GUEST: rand 4KiB direct"))
+                .filter_map(|l| l.split(key).nth(1)?.split_whitespace().next()?.parse().ok())
+                .collect()
+        };
+        let (rr, rw) = (iops("read="), iops("write="));
+        if rr.is_empty() || rw.is_empty() {
+            fail(&format!(
+                "{vmm}: no random 4 KiB result in {}",
+                log.display()
+            ));
+        }
+        summary(&format!("{vmm} random 4 KiB read"), "IOPS", rr);
+        summary(&format!("{vmm} random 4 KiB write"), "IOPS", rw);
     }
     println!(
         "== virtio-net from guest user space: wget 32 MiB from L1, nc 8 MiB to L1, over a tap, \

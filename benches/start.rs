@@ -13,6 +13,8 @@
 //! boot), after printing what it measured.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap fails the test, as clippy.toml allows in unit tests
 
+#[path = "shared/args.rs"]
+mod args;
 #[path = "shared/chart.rs"]
 mod chart;
 #[path = "../tests/common/mod.rs"]
@@ -21,7 +23,7 @@ mod common;
 mod density;
 #[path = "start/firecracker.rs"]
 mod firecracker;
-#[path = "start/stats.rs"]
+#[path = "shared/stats.rs"]
 mod stats;
 
 use firecracker::{Firecracker, GUEST_ARGS};
@@ -43,15 +45,7 @@ struct Opts {
 }
 
 fn opts() -> Opts {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let number =
-        |name: &str, default: usize| value(name).and_then(|v| v.parse().ok()).unwrap_or(default);
+    let (value, number) = (args::value, args::number);
     let target = common::repo().join("target");
     Opts {
         runs: number("--runs", 30).max(1),

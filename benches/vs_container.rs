@@ -16,6 +16,8 @@
 //! K of each started at once, start rate and host memory per instance.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap fails the test, as clippy.toml allows in unit tests
 
+#[path = "shared/args.rs"]
+mod args;
 #[path = "shared/chart.rs"]
 mod chart;
 #[path = "../tests/common/mod.rs"]
@@ -24,6 +26,8 @@ mod common;
 mod report;
 #[path = "vs_container/runtime.rs"]
 mod runtime;
+#[path = "shared/stats.rs"]
+mod stats;
 
 use common::{
     guest_initramfs, guest_kernel, host_emulates_guest_code, scratch, test_guest, MINIVMM,
@@ -42,20 +46,12 @@ struct Opts {
 }
 
 fn opts() -> Opts {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let value = args::value;
     let target = common::repo().join("target");
     Opts {
-        runs: value("--runs").and_then(|v| v.parse().ok()).unwrap_or(20),
-        linux: value("--linux").and_then(|v| v.parse().ok()).unwrap_or(0),
-        density: value("--density")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(20),
+        runs: args::number("--runs", 20),
+        linux: args::number("--linux", 0),
+        density: args::number("--density", 20),
         json: value("--json").map_or(target.join("vs-container.json"), PathBuf::from),
         svg: value("--svg").map_or(target.join("vs-container.svg"), PathBuf::from),
     }

@@ -473,3 +473,39 @@ fn async_teardown_hands_the_vm_to_a_helper_that_ends_after_minivmm() {
         || live_with(&token, 0).is_empty(),
     );
 }
+
+/// The CMOS clock as the guest reads it (on the vCPU thread, under its seccomp filter):
+/// the host's UTC time, and the update-ended flag the event loop sets each second.
+#[test]
+fn the_guest_reads_the_host_clock_from_the_cmos_and_sees_its_updates() {
+    if !kvm_available("the_guest_reads_the_host_clock_from_the_cmos_and_sees_its_updates") {
+        return;
+    }
+    let run = run_guest(&["--cmdline", "guest.test=rtc"], b"");
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    let line = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("rtc: 20"))
+        .unwrap_or_else(|| panic!("no date line: {}", run.stdout));
+    // "YY-MM-DD HH:MM:SS" after the century's "20": seconds since the epoch by `date`,
+    // against the host's clock now (the guest read it a moment ago).
+    let epoch = |args: &[&str]| -> i64 {
+        let out = std::process::Command::new("date")
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    };
+    let guest = epoch(&["-u", "-d", &format!("20{line}"), "+%s"]);
+    let host = epoch(&["-u", "+%s"]);
+    assert!(
+        (0..60).contains(&(host - guest)),
+        "guest clock 20{line} ({guest}), host {host}"
+    );
+    assert!(
+        run.stdout.contains("rtc: update-ended flag=1"),
+        "{}",
+        run.stdout
+    );
+}

@@ -1,5 +1,6 @@
 //! Figures out of samples: the printed table, the JSON file and the SVG plot.
 
+use crate::stats::Stats;
 use crate::Density;
 use std::path::Path;
 
@@ -26,16 +27,6 @@ pub struct Series {
     pub samples: Vec<Sample>,
 }
 
-/// Median, p90, min, max.
-#[derive(Clone, Copy)]
-pub struct Stats {
-    pub median: f64,
-    pub p90: f64,
-    pub min: f64,
-    pub max: f64,
-    pub n: usize,
-}
-
 impl Series {
     pub fn new(name: &str, vm: bool) -> Self {
         Self {
@@ -50,19 +41,7 @@ impl Series {
     }
 
     fn stats(&self, f: impl Fn(&Sample) -> Option<f64>) -> Option<Stats> {
-        let mut v: Vec<f64> = self.samples.iter().filter_map(f).collect();
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_by(f64::total_cmp);
-        let at = |p: f64| v[(((v.len() - 1) as f64) * p).round() as usize];
-        Some(Stats {
-            median: at(0.5),
-            p90: at(0.9),
-            min: v[0],
-            max: v[v.len() - 1],
-            n: v.len(),
-        })
+        Stats::of(self.samples.iter().filter_map(f).collect())
     }
 
     pub fn marker(&self) -> Option<Stats> {
@@ -161,12 +140,7 @@ pub fn explain(emulated: bool) {
 }
 
 fn stats_json(s: Option<Stats>) -> serde_json::Value {
-    match s {
-        Some(s) => {
-            serde_json::json!({"median": s.median, "p90": s.p90, "min": s.min, "max": s.max, "n": s.n})
-        }
-        None => serde_json::Value::Null,
-    }
+    s.map_or(serde_json::Value::Null, |s| s.json())
 }
 
 /// Writes every figure as JSON.

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds minivmm's guest initramfs: Debian's busybox-static and resources/guest/init.
+# Builds minivmm's guest initramfs: Debian's busybox-static and resources/guest/init,
+# plus the static programs named in $GUEST_TOOLS (space-separated paths) in /bin.
 # Usage: build-initramfs.sh OUTPUT.cpio [--gzip]     (needs root for /dev/console)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -13,6 +14,9 @@ stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage"/{bin,dev,proc,sys,tmp}
 cp "$busybox" "$stage/bin/busybox"
+for tool in ${GUEST_TOOLS:-}; do
+    install -m 0755 "$tool" "$stage/bin/$(basename "$tool")"
+done
 install -m 0755 "$here/init" "$stage/init"
 mknod -m 600 "$stage/dev/console" c 5 1
 mknod -m 666 "$stage/dev/null" c 1 3

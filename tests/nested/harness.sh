@@ -71,6 +71,10 @@ cp "$kernel_dir/vmlinux" "$kernel_dir/bzImage" "$stage/l2/"
 # Debian's own cloud kernel (the L1 kernel) as a stock L2, as users run it: a
 # distribution config pays costs (RTC probe, console volume) that ours hides.
 cp "$l1_dir/vmlinuz" "$stage/l2/stock-vmlinuz"
+# The guest's random-I/O tool (static, musl) for the disk benches.
+(cd "$repo/resources/guest/iobench" && CARGO_TARGET_DIR="$repo/target/nested" cargo build \
+    --quiet --release --target x86_64-unknown-linux-musl)
+export GUEST_TOOLS="$repo/target/nested/x86_64-unknown-linux-musl/release/iobench"
 "$repo/resources/guest/build-initramfs.sh" "$stage/l2/initramfs.cpio" >/dev/null
 "$repo/resources/guest/build-initramfs.sh" "$stage/l2/initramfs.cpio.gz" --gzip >/dev/null
 # Disk images for virtio-blk scenarios: ext4, raw, and a patterned read-only one.

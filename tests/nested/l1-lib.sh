@@ -59,14 +59,29 @@ run_l2() {
     done
 }
 
-run_l2_shell() {
-    name=$1; input=$2; shift 2
-    echo "=== BEGIN $name"
+# console_start ARGS...: starts minivmm ARGS in the background, its console input the
+# fifo /tmp/in (open here as fd 3), its console output in /tmp/console.
+console_start() {
     rm -f /tmp/in /tmp/console
     mkfifo /tmp/in
     timeout "${MINIVMM_L2_TIMEOUT:-180}" minivmm --boot-timeline --console-log /tmp/console "$@" < /tmp/in > /tmp/minivmm.err 2>&1 &
     pid=$!
     exec 3> /tmp/in
+}
+
+# console_end NAME: waits for it, prints its console and messages, and the END line.
+console_end() {
+    wait $pid
+    rc=$?
+    exec 3>&-
+    cat /tmp/console /tmp/minivmm.err
+    echo "=== END $1 rc=$rc"
+}
+
+run_l2_shell() {
+    name=$1; input=$2; shift 2
+    echo "=== BEGIN $name"
+    console_start "$@"
     # Type once the guest's shell shows its prompt ("/ # ", after the "shell ready"
     # line): it is then reading the console. Input typed earlier would not be lost
     # either (the guest's tty buffers it), but its echo would land before the prompt.
@@ -76,11 +91,7 @@ run_l2_shell() {
     done
     [ $i -lt 600 ] || echo "L1: no shell prompt from $name after 60 s; typing anyway"
     printf '%s\n' "$input" >&3
-    wait $pid
-    rc=$?
-    exec 3>&-
-    cat /tmp/console /tmp/minivmm.err
-    echo "=== END $name rc=$rc"
+    console_end "$name"
 }
 
 # run_l2_net NAME TAP ARGS...
@@ -170,11 +181,7 @@ sigterm_at() {
 run_l2_stalled() {
     name=$1; tap=$2; shift 2
     echo "=== BEGIN $name"
-    rm -f /tmp/in /tmp/console
-    mkfifo /tmp/in
-    timeout "${MINIVMM_L2_TIMEOUT:-180}" minivmm --boot-timeline --console-log /tmp/console "$@" < /tmp/in > /tmp/minivmm.err 2>&1 &
-    pid=$!
-    exec 3> /tmp/in
+    console_start "$@"
     i=0
     while [ ! -e "/sys/class/net/$tap" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done
     ip link set "$tap" up
@@ -184,9 +191,5 @@ run_l2_stalled() {
         sleep 0.05; i=$((i + 1))
     done
     printf 'typed-while-stalled\n' >&3
-    wait $pid
-    rc=$?
-    exec 3>&-
-    cat /tmp/console /tmp/minivmm.err
-    echo "=== END $name rc=$rc"
+    console_end "$name"
 }

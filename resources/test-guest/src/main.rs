@@ -251,6 +251,45 @@ fn pwrbtn(out: &mut Serial, cmdline: &[u8]) -> ! {
 }
 
 /// The number after `key` on the command line.
+/// Reads CMOS register `index`.
+fn cmos(index: u8) -> u8 {
+    hw::outb(0x70, index);
+    hw::inb(0x71)
+}
+
+fn bcd(v: u8) -> u32 {
+    u32::from(v >> 4) * 10 + u32::from(v & 0x0f)
+}
+
+/// `rtc`: prints the CMOS clock's date and time (BCD, 24-hour: the defaults), then
+/// waits until register C shows an update-ended flag (the VMM sets it each second),
+/// at most about 3 s of TSC time, and prints whether it came.
+fn rtc(out: &mut Serial) {
+    let _ = writeln!(
+        out,
+        "rtc: {}{:02}-{:02}-{:02} {:02}:{:02}:{:02}",
+        bcd(cmos(0x32)),
+        bcd(cmos(0x09)),
+        bcd(cmos(0x08)),
+        bcd(cmos(0x07)),
+        bcd(cmos(0x04)),
+        bcd(cmos(0x02)),
+        bcd(cmos(0x00))
+    );
+    let _ = cmos(0x0c); // clear what is pending
+    let start = hw::rdtsc();
+    let mut uf = false;
+    // Up to ~3 s at up to 3 GHz (longer on a slower TSC: only an upper bound).
+    while hw::rdtsc().wrapping_sub(start) < 9_000_000_000 {
+        if cmos(0x0c) & 0x10 != 0 {
+            uf = true;
+            break;
+        }
+        core::hint::spin_loop();
+    }
+    let _ = writeln!(out, "rtc: update-ended flag={}", u8::from(uf));
+}
+
 /// Writes minivmm's boot-timer device, unless `boot_timer=0` is on the command line
 /// (a VMM whose boot page tables do not map it, such as Firecracker's first 1 GiB).
 fn boot_timer(zero_page: usize) {
@@ -297,6 +336,7 @@ extern "C" fn guest_main(zero_page: usize) -> ! {
         b"net-tx-bench" => net_test::tx_bench(&mut out, cmdline(zero_page)),
         b"net-rx-bench" => net_test::rx_bench(&mut out),
         b"count" => count(&mut out, cmdline(zero_page)),
+        b"rtc" => rtc(&mut out),
         b"pwrbtn" => pwrbtn(&mut out, cmdline(zero_page)),
         b"poweroff" => {
             boot_timer(zero_page);

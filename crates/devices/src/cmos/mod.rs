@@ -94,26 +94,25 @@ struct CalendarTime {
     year: u16,
 }
 
+/// The UTC calendar time of `t` (the epoch for a time before it or past year 9999).
+/// Pure arithmetic: no C library call, which on glibc opens /etc/localtime the first
+/// time, and that the threads' seccomp filters do not allow.
 fn calendar(t: SystemTime) -> CalendarTime {
     let secs = t
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .ok()
+        .and_then(|d| i64::try_from(d.as_secs()).ok())
         .unwrap_or(0);
-    // The C library's time type, inferred from gmtime_r's signature.
-    let secs = secs.try_into().unwrap_or(0);
-    // SAFETY: `tm` is a plain C struct for which all zeroes is a valid value.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: gmtime_r reads `secs` and writes only into `tm`, both live locals.
-    unsafe { libc::gmtime_r(&secs, &mut tm) };
-    let field = |v: libc::c_int| u8::try_from(v).unwrap_or(0);
+    let t =
+        time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     CalendarTime {
-        sec: field(tm.tm_sec.min(59)),
-        min: field(tm.tm_min),
-        hour: field(tm.tm_hour),
-        weekday: field(tm.tm_wday + 1),
-        day: field(tm.tm_mday),
-        month: field(tm.tm_mon + 1),
-        year: u16::try_from(tm.tm_year + 1900).unwrap_or(1970),
+        sec: t.second(),
+        min: t.minute(),
+        hour: t.hour(),
+        weekday: t.weekday().number_from_sunday(),
+        day: t.day(),
+        month: u8::from(t.month()),
+        year: u16::try_from(t.year()).unwrap_or(1970),
     }
 }
 

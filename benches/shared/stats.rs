@@ -1,4 +1,5 @@
 //! Order statistics of a sample, and reading this process's resource figures.
+#![allow(dead_code)] // shared by several benches; each uses part
 
 /// Median, p90, p99, min and max of a sample.
 #[derive(Clone, Copy, Debug)]
