@@ -8,8 +8,9 @@
 //!   nested harness, from minivmm's boot timeline; virtio-blk (dd) and virtio-net
 //!   (wget/nc) throughput from guest user space, beside QEMU's when packed.
 //!
-//!   With `--peer-firecracker PATH`, Firecracker boots the same guest in the same L1,
-//!   alternating, and both launch-to-user-space figures are printed with their ratio.
+//!   Side by side in the same L1: runc starting a busybox container, and with
+//!   `--peer-firecracker PATH` Firecracker booting the same guest, alternating with
+//!   minivmm; launch to ready and to exit are printed with their ratios.
 //!
 //! Options: `--runs N` (default 20).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap fails the test, as clippy.toml allows in unit tests
@@ -180,14 +181,16 @@ fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-/// Launch to user space and to exit on L1's clock, minivmm against Firecracker, from
-/// the side-by-side sections of the nested log.
+/// Launch to ready (guest user space, or the container's line) and to exit on L1's
+/// clock: minivmm against Firecracker and runc, from the side-by-side sections.
 fn side_by_side(text: &str, peer: bool) {
+    println!(
+        "== Side by side in the same L1 (L1 clock): minivmm and Firecracker boot the same vmlinux, \
+         initramfs and command line with 2 vCPUs and 256 MiB; runc starts a busybox container"
+    );
     if !peer {
-        println!("== Firecracker in the same L1: no --peer-firecracker PATH given; left out");
-        return;
+        println!("Firecracker: no --peer-firecracker PATH given; left out");
     }
-    println!("== Side by side in the same L1: 2 vCPUs, 256 MiB, same vmlinux, initramfs and command line (L1 clock)");
     let figures = |prefix: &str, key: &str| -> Vec<f64> {
         text.split("=== BEGIN ")
             .filter(|s| s.starts_with(prefix))
@@ -201,25 +204,35 @@ fn side_by_side(text: &str, peer: bool) {
             .map(|s: f64| s * 1e3)
             .collect()
     };
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        percentile(&v, 0.5)
+    };
     for (what, key) in [
-        ("launch to user space", "L1: launch to user space s="),
+        ("launch to ready", "L1: launch to ready s="),
         ("launch to exit", "L1: launch to exit s="),
     ] {
-        let (ours, theirs) = (
-            figures("side-minivmm-", key),
-            figures("side-firecracker-", key),
-        );
-        if ours.is_empty() || theirs.is_empty() {
-            fail(&format!("side by side: no '{what}' figures for both VMMs"));
+        let ours = figures("side-minivmm-", key);
+        if ours.is_empty() {
+            fail(&format!("side by side: no minivmm '{what}' figures"));
         }
-        let median = |mut v: Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            percentile(&v, 0.5)
-        };
-        let ratio = median(ours.clone()) / median(theirs.clone());
-        summary(&format!("minivmm {what}"), "ms ", ours);
-        summary(&format!("firecracker {what}"), "ms ", theirs);
-        println!("ratio minivmm / firecracker, {what} (medians): {ratio:.2}");
+        let base = median(ours.clone());
+        summary(&format!("minivmm (Linux L2) {what}"), "ms ", ours);
+        for (name, prefix, wanted) in [
+            ("firecracker (Linux L2)", "side-firecracker-", peer),
+            ("runc (busybox container)", "side-runc-", true),
+        ] {
+            let theirs = figures(prefix, key);
+            if theirs.is_empty() {
+                if wanted {
+                    fail(&format!("side by side: no {name} '{what}' figures"));
+                }
+                continue;
+            }
+            let ratio = base / median(theirs.clone());
+            summary(&format!("{name} {what}"), "ms ", theirs);
+            println!("ratio minivmm / {name}, {what} (medians): {ratio:.2}");
+        }
     }
 }
 
@@ -233,6 +246,7 @@ fn nested(peer: Option<&str>) {
     }
     let ok = harness
         .env("MINIVMM_NESTED_QEMU", "1")
+        .env("MINIVMM_NESTED_RUNC", "1")
         .arg(&scenario)
         .arg(&log)
         .status()

@@ -6,31 +6,44 @@ for i in 1 2 3; do
     run_l2 elf-2cpu-$i --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 512M --cpus 2
 done
 
-# Side by side with Firecracker in the same L1, when the harness packed it
-# (MINIVMM_NESTED_FIRECRACKER=PATH): the same vmlinux, initramfs, full command line,
-# 2 vCPUs and 256 MiB, alternating. L1 times launch to the guest's "user space
-# reached" line and launch to exit (the guest reboots at once) on its own clock, the
-# same way for both.
+# Side by side in the same L1, alternating: minivmm booting the L2 Linux to user space;
+# Firecracker with the same vmlinux, initramfs, full command line, 2 vCPUs and 256 MiB,
+# when the harness packed it (MINIVMM_NESTED_FIRECRACKER=PATH); runc starting a busybox
+# container, when packed (MINIVMM_NESTED_RUNC=1): all under the same emulation. L1
+# times launch to the ready line (the guest's "user space reached", the container's
+# CONTAINER-READY) and launch to exit on its own clock, the same way for each.
 side_run() {
-    name=$1; shift
+    name=$1; marker=$2; shift 2
     echo "=== BEGIN $name"
     t0=$(cut -d' ' -f1 /proc/uptime)
-    { "$@" < /dev/null 2>&1; echo $? > /tmp/side.rc; } | awk -v t0="$t0" '{ print }
-        /MINIVMM-GUEST: user space reached/ && !seen { seen = 1; getline u < "/proc/uptime"; close("/proc/uptime")
-            split(u, f, " "); printf "L1: launch to user space s=%.2f\n", f[1] - t0 }'
+    { "$@" < /dev/null 2>&1; echo $? > /tmp/side.rc; } | awk -v t0="$t0" -v m="$marker" '{ print }
+        index($0, m) && !seen { seen = 1; getline u < "/proc/uptime"; close("/proc/uptime")
+            split(u, f, " "); printf "L1: launch to ready s=%.2f\n", f[1] - t0 }'
     echo "L1: launch to exit s=$(awk -v a="$t0" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN { print b - a }')"
     echo "=== END $name rc=$(cat /tmp/side.rc)"
 }
+args="console=ttyS0 reboot=k panic=1 pci=off nomodules i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd noxsave"
 if [ -x /bin/firecracker ]; then
-    args="console=ttyS0 reboot=k panic=1 pci=off nomodules i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd noxsave"
     printf '%s\n' "{\"boot-source\": {\"kernel_image_path\": \"/l2/vmlinux\", \"initrd_path\": \"/l2/initramfs.cpio\", \"boot_args\": \"$args\"}," \
         '"machine-config": {"vcpu_count": 2, "mem_size_mib": 256}, "drives": [], "network-interfaces": []}' > /tmp/fc.json
-    for i in 1 2 3; do
-        side_run side-minivmm-$i minivmm --boot-timeline --no-default-cmdline --cmdline "$args" \
-            --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M --cpus 2
-        side_run side-firecracker-$i timeout 300 firecracker --no-api --config-file /tmp/fc.json --level Warning
-    done
 fi
+if [ -x /bin/runc ]; then
+    mkdir -p /sys/fs/cgroup /run/runc
+    mount -t cgroup2 none /sys/fs/cgroup
+fi
+for i in 1 2 3; do
+    side_run side-minivmm-$i "MINIVMM-GUEST: user space reached" minivmm --boot-timeline \
+        --no-default-cmdline --cmdline "$args" --kernel /l2/vmlinux --initrd /l2/initramfs.cpio \
+        --mem 256M --cpus 2
+    if [ -x /bin/firecracker ]; then
+        side_run side-firecracker-$i "MINIVMM-GUEST: user space reached" timeout 300 \
+            firecracker --no-api --config-file /tmp/fc.json --level Warning
+    fi
+    if [ -x /bin/runc ]; then
+        # --no-pivot: L1's root is its initramfs, where pivot_root cannot work.
+        side_run side-runc-$i CONTAINER-READY runc --root /run/runc run --no-pivot --bundle /oci c$i
+    fi
+done
 
 # virtio-blk throughput from guest user space: dd with O_DIRECT on a 64 MiB disk.
 truncate -s 64M /tmp/bench.img

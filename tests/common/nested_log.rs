@@ -30,7 +30,7 @@ pub fn run_harness(script: &str, name: &str, scenario: &str, envs: &[(&str, Stri
         let tail: Vec<&str> = hung_log.lines().rev().take(15).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         retries.push(format!(
-            "L1 did not finish within its time limit and was booted again; the end of its console ({}):\n{}",
+            "L1 did not finish (time limit or kernel panic) and was booted again; the end of its console ({}):\n{}",
             hung.display(),
             tail.join("\n")
         ));

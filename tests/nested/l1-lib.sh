@@ -2,11 +2,13 @@
 #
 # run_l2 NAME ARGS...    runs minivmm ARGS with the boot timeline on, between
 #                        "=== BEGIN NAME" and "=== END NAME rc=N" markers.
-#                        An L2 that triple-faults is run once more after an
-#                        "=== RETRY NAME" line: L1's SVM is emulated by qemu TCG,
-#                        and a 2-vCPU L2 was once seen to triple-fault during
-#                        boot there (1 run in ~30); the test allows one retry per
-#                        L1 boot and prints it.
+#                        An L2 that triple-faults, or hangs until the watchdog
+#                        stops it, is run once more after an "=== RETRY NAME"
+#                        line: L1's SVM is emulated by qemu TCG, where a 2-vCPU L2
+#                        was seen to triple-fault during boot (1 run in ~30) and
+#                        the stock kernel to hang with one vCPU answering neither
+#                        IPIs nor NMIs (its other vCPU's soft-lockup report says
+#                        so); the test allows one retry per L1 boot and prints it.
 # run_l2_shell NAME INPUT ARGS...
 #                        as run_l2, but waits for the guest's shell prompt (after
 #                        its "shell ready" line), then types each line of INPUT
@@ -53,6 +55,10 @@ run_l2() {
         echo "=== END $name rc=$rc"
         if [ "$rc" != 0 ] && [ "$attempt" = 1 ] && grep -q "guest triple fault" /tmp/l2.out; then
             echo "=== RETRY $name: the L2 triple-faulted (rc=$rc); running it once more"
+            continue
+        fi
+        if [ "$rc" != 0 ] && [ "$attempt" = 1 ] && grep -q "L1: timed out after" /tmp/l2.out; then
+            echo "=== RETRY $name: the L2 hung until the watchdog stopped it (rc=$rc); running it once more"
             continue
         fi
         break
