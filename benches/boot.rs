@@ -15,8 +15,12 @@
 //! Options: `--runs N` (default 20).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap fails the test, as clippy.toml allows in unit tests
 
+#[path = "shared/chart.rs"]
+mod chart;
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "shared/output.rs"]
+mod output;
 
 use common::{guest_initramfs, guest_kernel, repo, scratch, test_guest, MINIVMM};
 use std::io::{BufRead, BufReader};
@@ -84,6 +88,14 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn summary(name: &str, unit: &str, mut v: Vec<f64>) {
     v.sort_by(f64::total_cmp);
+    output::record(
+        name,
+        unit,
+        percentile(&v, 0.5),
+        v[0],
+        v[v.len() - 1],
+        v.len(),
+    );
     println!(
         "{name:<34} median {:>8.2} {unit}  p90 {:>8.2} {unit}  min {:>8.2}  max {:>8.2}  (n={})",
         percentile(&v, 0.5),
@@ -373,5 +385,13 @@ fn main() {
             .position(|a| a == "--peer-firecracker")
             .and_then(|i| args.get(i + 1));
         nested(peer.map(String::as_str));
+    }
+    if let Err(e) = output::write(
+        &repo().join("target"),
+        "boot-bench",
+        "boot bench (ms, log scale; bar = median, line = min-max)",
+        "ms",
+    ) {
+        fail(&e);
     }
 }

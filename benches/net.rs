@@ -18,8 +18,12 @@
 //! Frame sizes: 64 and 1500 bytes (Ethernet header included).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap fails the test, as clippy.toml allows in unit tests
 
+#[path = "shared/chart.rs"]
+mod chart;
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "shared/output.rs"]
+mod output;
 
 use common::net::{RawSocket, TestTap};
 use common::{test_guest, MINIVMM};
@@ -133,6 +137,22 @@ fn report(dir: &str, size: usize, frames: u64, secs: f64, sent: u64, counters: &
     let secs = secs.max(1e-9);
     let pps = frames as f64 / secs;
     let gbit = frames as f64 * size as f64 * 8.0 / secs / 1e9;
+    output::record(
+        &format!("{dir}, {size} B frames"),
+        "Gbit/s",
+        gbit,
+        gbit,
+        gbit,
+        1,
+    );
+    output::record(
+        &format!("{dir}, {size} B frames"),
+        "frames/s",
+        pps,
+        pps,
+        pps,
+        1,
+    );
     println!(
         "{dir:<14} {size:>5} B  {frames:>7} frames  {:>9.0} frames/s  {gbit:>6.3} Gbit/s  \
          lost on the host side {}  (minivmm rx_dropped={} tx_errors={})",
@@ -293,6 +313,15 @@ fn main() {
     }
     drop(sock);
     drop(tap);
+    failed.extend(
+        output::write(
+            &common::repo().join("target"),
+            "net-bench",
+            "virtio-net, test guest <-> tap (Gbit/s, log scale)",
+            "Gbit/s",
+        )
+        .err(),
+    );
     if !failed.is_empty() {
         for why in &failed {
             eprintln!("net bench FAILED: {why}");

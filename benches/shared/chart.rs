@@ -1,10 +1,11 @@
 //! A horizontal bar chart as SVG (median bar, min-max line), log scale; the left
 //! margin fits the longest label and the right margin the longest value, so that
 //! nothing is cut off at either edge.
+#![allow(dead_code)] // shared by several benches; each uses part
 
 use std::path::Path;
 
-/// One bar: a label, the median and the range, in milliseconds.
+/// One bar: a label, the median and the range, in the chart's unit.
 pub struct Bar {
     pub label: String,
     pub median: f64,
@@ -19,15 +20,20 @@ fn text_width(text: &str) -> f64 {
     text.chars().count() as f64 * 7.0
 }
 
-/// Writes `bars` under `title` to `path`.
+/// Writes `bars` under `title` to `path`, values in `unit` (milliseconds for `write`).
 pub fn write(path: &Path, title: &str, bars: &[Bar]) -> Result<(), String> {
+    write_in(path, title, "ms", bars)
+}
+
+/// Writes `bars` under `title` to `path`, values in `unit`.
+pub fn write_in(path: &Path, title: &str, unit: &str, bars: &[Bar]) -> Result<(), String> {
     let left = bars
         .iter()
         .map(|b| text_width(&b.label))
         .fold(80.0, f64::max)
         + 20.0;
     let (plot, row, gap) = (560.0, 22.0, 12.0);
-    let value = |ms: f64| format!("{ms:.2} ms");
+    let value = |v: f64| format!("{v:.2} {unit}");
     let right = bars
         .iter()
         .map(|b| text_width(&value(b.median)))
@@ -60,7 +66,7 @@ pub fn write(path: &Path, title: &str, bars: &[Bar]) -> Result<(), String> {
         let ms = 10f64.powi(decade);
         let gx = x(ms);
         svg += &format!(
-            "<line x1=\"{gx:.1}\" y1=\"35\" x2=\"{gx:.1}\" y2=\"{:.1}\" stroke=\"#ddd\"/><text x=\"{gx:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{ms} ms</text>\n",
+            "<line x1=\"{gx:.1}\" y1=\"35\" x2=\"{gx:.1}\" y2=\"{:.1}\" stroke=\"#ddd\"/><text x=\"{gx:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{ms} {unit}</text>\n",
             height - 28.0,
             height - 12.0
         );

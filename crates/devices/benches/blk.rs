@@ -3,10 +3,16 @@
 //! is on tmpfs (/dev/shm), and only `process_queue` is timed. Prints sequential read
 //! and write throughput (128 KiB requests) and the 4 KiB request rate.
 //!
-//! Run: `cargo bench -p devices --bench blk [-- --seconds S]`
+//! Run: `cargo bench -p devices --bench blk [-- --seconds S]`; writes
+//! target/blk-bench.json and target/blk-bench.svg.
 
 // A benchmark: any failure should stop it, loudly.
 #![allow(clippy::expect_used)]
+
+#[path = "../../../benches/shared/chart.rs"]
+mod chart;
+#[path = "../../../benches/shared/output.rs"]
+mod output;
 
 use devices::virtio::block::disk::Disk;
 use devices::virtio::block::Block;
@@ -143,11 +149,20 @@ fn main() {
     ] {
         let (reqs, bytes, spent) = run(&mut block, &mem, ty, size, budget);
         let secs = spent.as_secs_f64();
-        println!(
-            "{name:<28} {:>9.0} MiB/s {:>10.0} requests/s",
-            bytes as f64 / secs / (1 << 20) as f64,
-            reqs as f64 / secs
-        );
+        let (mibs, rps) = (bytes as f64 / secs / (1 << 20) as f64, reqs as f64 / secs);
+        output::record(name, "MiB/s", mibs, mibs, mibs, 1);
+        output::record(name, "requests/s", rps, rps, rps, 1);
+        println!("{name:<28} {mibs:>9.0} MiB/s {rps:>10.0} requests/s");
     }
     let _ = std::fs::remove_file(&path);
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
+    if let Err(e) = output::write(
+        &target,
+        "blk-bench",
+        "virtio-blk device model (MiB/s, log scale)",
+        "MiB/s",
+    ) {
+        eprintln!("blk bench FAILED: {e}");
+        std::process::exit(1);
+    }
 }
