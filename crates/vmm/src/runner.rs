@@ -12,7 +12,7 @@ use crate::timeline::{BootEvent, Timeline};
 use crate::virtio_devices::{QueueHandler, VirtioSlot};
 use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
 use seccomp::{Filters, SeccompError, ThreadRole};
-use std::sync::mpsc::{channel, Receiver};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -90,6 +90,45 @@ struct MachineParts {
     teardown: Option<crate::teardown::TeardownHelper>,
 }
 
+/// What a spawned thread reports once it has (or has not) installed its filter.
+type Confined = Result<(), SeccompError>;
+
+/// Spawns thread `name`, which installs the seccomp filter of `role`, reports that on
+/// `ready`, and runs `body` only if it is confined.
+fn spawn_confined(
+    name: String,
+    role: ThreadRole,
+    filters: &Arc<Filters>,
+    ready: &Sender<Confined>,
+    body: impl FnOnce() + Send + 'static,
+) -> std::io::Result<JoinHandle<()>> {
+    let (filters, ready) = (filters.clone(), ready.clone());
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            let installed = filters.install(role, &name);
+            let confined = installed.is_ok();
+            let _ = ready.send(installed);
+            if confined {
+                body();
+            }
+        })
+}
+
+/// Waits for `count` threads of [`spawn_confined`] to report; the first failure.
+fn wait_confined(
+    ready: &Receiver<Confined>,
+    count: usize,
+    what: &'static str,
+) -> Result<(), VmmError> {
+    for _ in 0..count {
+        ready
+            .recv()
+            .unwrap_or(Err(SeccompError::ThreadGone(what)))?;
+    }
+    Ok(())
+}
+
 /// The devices' own I/O threads and the eventfd that stops them all.
 struct IoThreads {
     threads: Vec<JoinHandle<()>>,
@@ -109,18 +148,10 @@ impl IoThreads {
                 continue;
             };
             let stop = io.stop.try_clone().map_err(VmmError::EventFd)?;
-            let (ready, filters) = (ready_tx.clone(), filters.clone());
             let name = format!("minivmm-{}{index}", worker.name());
-            let spawned = std::thread::Builder::new()
-                .name(name.clone())
-                .spawn(move || {
-                    let installed = filters.install(ThreadRole::Io, &name);
-                    let confined = installed.is_ok();
-                    let _ = ready.send(installed);
-                    if confined {
-                        worker.run(queue_evts, stop);
-                    }
-                });
+            let spawned = spawn_confined(name, ThreadRole::Io, filters, &ready_tx, move || {
+                worker.run(queue_evts, stop)
+            });
             match spawned {
                 Ok(t) => io.threads.push(t),
                 Err(e) => {
@@ -130,14 +161,9 @@ impl IoThreads {
             }
         }
         drop(ready_tx);
-        for _ in 0..io.threads.len() {
-            let installed = ready_rx
-                .recv()
-                .unwrap_or(Err(SeccompError::ThreadGone("device I/O")));
-            if let Err(e) = installed {
-                io.stop_all();
-                return Err(e.into());
-            }
+        if let Err(e) = wait_confined(&ready_rx, io.threads.len(), "device I/O") {
+            io.stop_all();
+            return Err(e);
         }
         Ok(io)
     }
@@ -180,31 +206,21 @@ pub(crate) fn launch(
     state.set_paused(true);
     for mut vcpu in machine.vcpus {
         let tx = tx.clone();
-        let ready = ready_tx.clone();
-        let filters = filters.clone();
         let evt = exit_evt.try_clone().map_err(VmmError::EventFd)?;
         let t = timeline.clone();
         let id = vcpu.id();
         let name = format!("minivmm-vcpu{id}");
-        let handle = std::thread::Builder::new()
-            .name(name.clone())
-            .spawn(move || {
-                let installed = filters.install(ThreadRole::Vcpu, &name);
-                let confined = installed.is_ok();
-                let _ = ready.send(installed);
-                if !confined {
-                    return;
+        let handle = spawn_confined(name, ThreadRole::Vcpu, filters, &ready_tx, move || {
+            let reason = vcpu.run(|| {
+                if id == 0 {
+                    t.record(BootEvent::FirstKvmRun);
                 }
-                let reason = vcpu.run(|| {
-                    if id == 0 {
-                        t.record(BootEvent::FirstKvmRun);
-                    }
-                });
-                log::debug!("vcpu{id} stopped: {reason}");
-                let _ = tx.send((id, reason));
-                let _ = evt.write(1);
-            })
-            .map_err(|e| VmmError::SpawnThread("vcpu", e));
+            });
+            log::debug!("vcpu{id} stopped: {reason}");
+            let _ = tx.send((id, reason));
+            let _ = evt.write(1);
+        })
+        .map_err(|e| VmmError::SpawnThread("vcpu", e));
         match handle {
             Ok(h) => vcpu_threads.push(h),
             Err(e) => {
@@ -215,15 +231,10 @@ pub(crate) fn launch(
         }
     }
     drop(ready_tx);
-    for _ in 0..vcpu_threads.len() {
-        let installed = ready_rx
-            .recv()
-            .unwrap_or(Err(SeccompError::ThreadGone("vcpu")));
-        if let Err(e) = installed {
-            stop_threads(&state, vcpu_threads);
-            io.stop_all();
-            return Err(e.into());
-        }
+    if let Err(e) = wait_confined(&ready_rx, vcpu_threads.len(), "vcpu") {
+        stop_threads(&state, vcpu_threads);
+        io.stop_all();
+        return Err(e);
     }
     let watcher = Arc::new(Mutex::new(ExitWatcher {
         fds: vec![
