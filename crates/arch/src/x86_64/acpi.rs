@@ -10,8 +10,8 @@
 //! what the MP table says, whether or not the guest kernel has ACPI.
 
 use super::layout::{
-    ACPI_PM_PORT_BASE, ACPI_RESET_VALUE, ACPI_SCI_IRQ, ACPI_START, APIC_ADDR, HIMEM_START,
-    IOAPIC_ADDR, PVPANIC_PORT,
+    ACPI_PM_PORT_BASE, ACPI_RESET_VALUE, ACPI_SCI_IRQ, ACPI_START, APIC_ADDR, CMOS_IRQ,
+    CMOS_PORT_BASE, CMOS_PORT_SIZE, HIMEM_START, IOAPIC_ADDR, PVPANIC_PORT,
 };
 use super::mptable::ioapic_id;
 use acpi_tables::facs::FACS;
@@ -71,8 +71,10 @@ fn io_register(port: u64, bytes: u8) -> GAS {
     GAS::new(AddressSpace::SystemIo, bytes * 8, 0, access, port)
 }
 
-/// The DSDT: the `\_S5_` package, so the guest knows how to enter soft-off, and the
-/// pvpanic device (`QEMU0001` at [`PVPANIC_PORT`]), so it can report a kernel panic.
+/// The DSDT: the `\_S5_` package, so the guest knows how to enter soft-off, the
+/// pvpanic device (`QEMU0001` at [`PVPANIC_PORT`]), so it can report a kernel panic,
+/// and the CMOS clock (`PNP0B00`: its two ports and IRQ 8, edge-triggered, active
+/// high), which the kernel's rtc_cmos driver binds through ACPI as on a PC.
 pub fn dsdt() -> Vec<u8> {
     let mut dsdt = Sdt::new(*b"DSDT", 36, 6, OEM_ID, OEM_TABLE_ID, OEM_REVISION);
     let s5 = aml::Name::new(
@@ -88,6 +90,15 @@ pub fn dsdt() -> Vec<u8> {
     let crs = aml::Name::new("_CRS".into(), &resources);
     let pvpanic = aml::Device::new("_SB_.PEVT".into(), vec![&hid, &crs]);
     dsdt.append_slice(&bytes(&pvpanic));
+    let rtc_hid = aml::EISAName::new("PNP0B00");
+    let rtc_port = CMOS_PORT_BASE as u16;
+    let rtc_io = aml::IO::new(rtc_port, rtc_port, 1, CMOS_PORT_SIZE as u8);
+    let rtc_irq = aml::Interrupt::new(true, true, false, false, CMOS_IRQ);
+    let rtc_resources = aml::ResourceTemplate::new(vec![&rtc_io, &rtc_irq]);
+    let rtc_hid = aml::Name::new("_HID".into(), &rtc_hid);
+    let rtc_crs = aml::Name::new("_CRS".into(), &rtc_resources);
+    let rtc = aml::Device::new("_SB_.RTC_".into(), vec![&rtc_hid, &rtc_crs]);
+    dsdt.append_slice(&bytes(&rtc));
     dsdt.as_slice().to_vec()
 }
 
@@ -294,6 +305,22 @@ mod tests {
         assert!(d
             .windows(8)
             .any(|w| w == [0x47, 0x01, 0x05, 0x05, 0x05, 0x05, 0x01, 0x01]));
+    }
+
+    #[test]
+    fn dsdt_describes_the_cmos_clock() {
+        let d = dsdt();
+        assert!(d.windows(4).any(|w| w == b"RTC_"));
+        // PNP0B00 as a compressed EISA ID (DWordConst 0x000bd041).
+        assert!(d.windows(5).any(|w| w == [0x0c, 0x41, 0xd0, 0x0b, 0x00]));
+        // IO descriptor: decode16, min and max = 0x70, alignment 1, length 2.
+        assert!(d
+            .windows(8)
+            .any(|w| w == [0x47, 0x01, 0x70, 0x00, 0x70, 0x00, 0x01, 0x02]));
+        // Extended IRQ descriptor: consumer, edge, active high, exclusive, one IRQ: 8.
+        assert!(d
+            .windows(9)
+            .any(|w| w == [0x89, 0x06, 0x00, 0x03, 0x01, 0x08, 0x00, 0x00, 0x00]));
     }
 
     #[test]
