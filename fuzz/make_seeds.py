@@ -70,3 +70,32 @@ struct.pack_into("<HHH", net, 0x100, 0, 1, 0)
 put("mmio_transport", "net-negotiate-and-receive",
     b"\x01" + bytes(net) + negotiate([(0, 0), (1, 0x1000)]) + op(3, 0, 2) + op(3, 0, 0) +
     op(0, 0x100, 0, 0) + op(0, 0x104, 0, 1))
+
+
+# vsock_queues: RX buffers posted; TX packets (header + data in one descriptor):
+# a REQUEST to port 1, data on it, a credit request, a RESPONSE to the host's
+# CONNECT 5, a REQUEST to port 9 (no listener), an unknown op, a full shutdown.
+def vsock_seed():
+    mem = bytearray(0x10000)
+    def ring(base, chains):
+        for i, (addr, length, flags) in enumerate(chains):
+            struct.pack_into("<QIHH", mem, base + 16 * i, addr, length, flags, 0)
+            struct.pack_into("<H", mem, base + 0x1000 + 4 + 2 * i, i)
+        struct.pack_into("<H", mem, base + 0x1000 + 2, len(chains))
+    ring(0, [(0x9000 + 0x400 * i, 0x400, 2) for i in range(8)])
+    def hdr(src_port, dst_port, op, data=b"", flags=0):
+        return struct.pack("<QQIIIHHIII", 3, 2, src_port, dst_port, len(data), 1, op,
+                           flags, 65536, 0) + data
+    pkts = [hdr(100, 1, 1), hdr(100, 1, 5, b"data"), hdr(100, 1, 7),
+            hdr(5, 1 << 30, 2), hdr(101, 9, 1), hdr(100, 1, 42), hdr(100, 1, 4, b"", 3)]
+    tx = []
+    for i, p in enumerate(pkts):
+        addr = 0xc000 + 0x100 * i
+        mem[addr:addr + len(p)] = p
+        tx.append((addr, len(p), 0))
+    ring(0x3000, tx)
+    return bytes(mem[:0xd000])
+
+
+os.makedirs(os.path.join(C, "vsock_queues"), exist_ok=True)
+put("vsock_queues", "connect-data-shutdown", vsock_seed())

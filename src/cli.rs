@@ -1,12 +1,13 @@
 //! Command-line options, merged with an optional JSON config file (flags win), and
 //! their translation into the library's `VmConfig`.
 
-use crate::config_file::{FileConfig, FileDisk, FileNet, MemSize};
+use crate::config_file::{FileConfig, FileDisk, FileNet, FileVsock, MemSize};
 use clap::Parser;
 use std::path::PathBuf;
 use std::time::Instant;
 use vmm::{
     ConsoleInput, ConsoleOutput, DiskConfig, NetConfig, PresetChoice, SeccompPolicy, VmConfig,
+    VsockConfig,
 };
 
 /// Default guest memory when neither a flag nor the config file sets it.
@@ -71,6 +72,17 @@ pub struct Cli {
     /// CAP_NET_ADMIN; the tap is then removed on exit).
     #[arg(long = "net", value_name = "SPEC")]
     pub nets: Vec<NetConfig>,
+
+    /// Attach a virtio-vsock device: socket=PATH[,cid=N] (guest CID 3 by default).
+    /// Host programs connect to PATH and send "CONNECT <port>\n"; guest connections
+    /// to port P go to the listener at PATH_P (Firecracker's convention).
+    #[arg(long, value_name = "SPEC")]
+    pub vsock: Option<VsockConfig>,
+
+    /// A virtio-rng device giving the guest entropy from the host: on or off
+    /// [default: on].
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    pub rng: Option<bool>,
 
     /// Write guest console output to FILE instead of standard output.
     #[arg(long, value_name = "FILE")]
@@ -187,6 +199,12 @@ impl Cli {
         if !self.nets.is_empty() {
             f.nets = Some(self.nets.iter().map(FileNet::from_net).collect());
         }
+        if let Some(v) = &self.vsock {
+            f.vsock = Some(FileVsock::from_vsock(v));
+        }
+        if self.rng.is_some() {
+            f.rng = self.rng;
+        }
         if self.boot_timeline {
             f.boot_timeline = Some(true);
         }
@@ -241,6 +259,8 @@ impl Effective {
         for n in f.nets.iter().flatten() {
             c.nets.push(n.to_net()?);
         }
+        c.vsock = f.vsock.as_ref().map(FileVsock::to_vsock).transpose()?;
+        c.rng = f.rng.unwrap_or(true);
         c.console_output = match &f.console_log {
             Some(path) => ConsoleOutput::File(path.clone()),
             None => ConsoleOutput::Stdout,

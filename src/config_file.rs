@@ -6,13 +6,14 @@
 //! {
 //!   "kernel": "vmlinux", "initrd": "initramfs.cpio", "mem": "512M", "cpus": 2,
 //!   "cmdline": "quiet", "disks": [{"path": "rootfs.ext4"}, {"path": "data.img", "readonly": true}],
-//!   "nets": [{"tap": "tap0", "mac": "02:00:00:00:00:01"}], "boot_timeline": true
+//!   "nets": [{"tap": "tap0", "mac": "02:00:00:00:00:01"}], "boot_timeline": true,
+//!   "vsock": {"socket": "/run/vm.sock", "cid": 3}, "rng": true
 //! }
 //! ```
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use vmm::{DiskConfig, NetConfig};
+use vmm::{DiskConfig, NetConfig, VsockConfig};
 
 /// Guest memory as the CLI takes it ("512M") or a plain number of MiB.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +47,15 @@ pub struct FileNet {
     pub create: bool,
 }
 
+/// The vsock device, as `--vsock socket=..,cid=..` describes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileVsock {
+    pub socket: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cid: Option<u64>,
+}
+
 /// The file's contents; every field optional (command-line flags fill in and win).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,6 +80,10 @@ pub struct FileConfig {
     pub disks: Option<Vec<FileDisk>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nets: Option<Vec<FileNet>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vsock: Option<FileVsock>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rng: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub console_log: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -165,6 +179,28 @@ impl FileNet {
                     .join(":")
             }),
             create: n.create,
+        }
+    }
+}
+
+impl FileVsock {
+    /// The library's description of this device, checked as `--vsock` would be.
+    pub fn to_vsock(&self) -> Result<VsockConfig, String> {
+        let mut spec = format!("socket={}", self.socket.display());
+        if let Some(cid) = self.cid {
+            spec.push_str(&format!(",cid={cid}"));
+        }
+        if self.socket.as_os_str().is_empty() || self.socket.to_string_lossy().contains(',') {
+            return Err("a vsock device needs a socket path (without commas)".into());
+        }
+        spec.parse()
+    }
+
+    /// This device as the file describes it.
+    pub fn from_vsock(v: &VsockConfig) -> Self {
+        Self {
+            socket: v.socket.clone(),
+            cid: Some(v.cid),
         }
     }
 }

@@ -180,3 +180,42 @@ fn preset_defaults_to_auto_and_none_turns_it_off() {
     let auto = config(&["--kernel", "k", "--cmdline-preset", "auto"]);
     assert_eq!(auto.cmdline_preset, PresetChoice::Auto);
 }
+
+#[test]
+fn vsock_and_rng() {
+    let c = config(&["--kernel", "k"]);
+    assert!(c.rng);
+    assert!(c.vsock.is_none());
+    let c = config(&[
+        "--kernel",
+        "k",
+        "--vsock",
+        "cid=9,socket=/tmp/v.sock",
+        "--rng",
+        "off",
+    ]);
+    assert!(!c.rng);
+    assert_eq!(
+        c.vsock,
+        Some(VsockConfig {
+            cid: 9,
+            socket: "/tmp/v.sock".into()
+        })
+    );
+    assert!(
+        Cli::try_parse_from(["minivmm", "--kernel", "k", "--vsock", "cid=2,socket=a"]).is_err()
+    );
+    // The config file says the same.
+    let e = parse(&["--kernel", "k", "--vsock", "socket=/tmp/v.sock"])
+        .effective()
+        .unwrap();
+    let json = e.file.to_json();
+    assert!(json.contains("\"vsock\""), "{json}");
+    let back: FileConfig = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        back.vsock.unwrap().to_vsock().unwrap(),
+        VsockConfig::new("/tmp/v.sock")
+    );
+    let f: FileConfig = serde_json::from_str(r#"{"vsock": {"socket": "s", "cid": 1}}"#).unwrap();
+    assert!(f.vsock.unwrap().to_vsock().is_err());
+}

@@ -142,12 +142,14 @@ fn vcpu() -> Vec<Entry> {
     list
 }
 
-/// The event-loop thread: epoll, eventfds, tap I/O, console input, kicking vCPU
+/// The event-loop thread: epoll, eventfds, tap I/O, vsock sockets, console input, kicking vCPU
 /// threads (tgkill with the kick signal), and tearing the VM down (close, munmap,
 /// mincore for the touched-memory figure). Disk I/O is the I/O threads'.
 fn events() -> Vec<Entry> {
     let mut list = common();
-    list.push(ioctls(Vec::new()));
+    // FIONBIO: vsock makes the host connections it accepts non-blocking.
+    #[allow(clippy::unnecessary_cast)]
+    list.push(ioctls(vec![libc::FIONBIO as u64]));
     list.extend(thread_signals(&[vmm_sys_util::signal::SIGRTMIN() as u64]));
     list.extend([
         any(libc::SYS_epoll_create1),
@@ -156,6 +158,16 @@ fn events() -> Vec<Entry> {
         any(libc::SYS_read),
         any(libc::SYS_readv),
         any(libc::SYS_mincore),
+        // vsock: the host side's Unix sockets (connections to `<socket>_<port>`,
+        // accepted host programs; sends and receives; the socket file removed at
+        // the end).
+        arg_in(libc::SYS_socket, 0, &[libc::AF_UNIX as u64]),
+        any(libc::SYS_connect),
+        any(libc::SYS_accept4),
+        any(libc::SYS_sendto),
+        any(libc::SYS_recvfrom),
+        any(libc::SYS_shutdown),
+        any(libc::SYS_unlinkat),
     ]);
     list.extend(arch::events());
     list

@@ -12,6 +12,8 @@ use crate::virtio_devices;
 use boot::cmdline::{Preset, PresetChoice};
 use devices::virtio::block::{disk::Disk, Block};
 use devices::virtio::net::{default_mac, tap::Tap, Net};
+use devices::virtio::rng::Rng;
+use devices::virtio::vsock::{muxer::DEFAULT_MAX_CONNECTIONS, Vsock};
 use devices::virtio::VirtioDevice;
 use kvm_ioctls::{Kvm, VmFd};
 use std::ffi::CString;
@@ -167,12 +169,19 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
     })
 }
 
-/// The virtio devices `config` asks for, in slot order: disks, then network
-/// interfaces. Host resources (images, taps) are opened here, before anything runs
-/// (their number was checked with the rest of the input, in `validate`).
+/// How many virtio devices `config` asks for.
+pub(crate) fn virtio_device_count(config: &VmConfig) -> usize {
+    config.disks.len()
+        + config.nets.len()
+        + usize::from(config.vsock.is_some())
+        + usize::from(config.rng)
+}
+
+/// The virtio devices `config` asks for, in slot order: disks, network interfaces,
+/// vsock, rng. Host resources (images, taps, the vsock socket) are opened here, before
+/// anything runs (their number was checked with the rest of the input, in `validate`).
 fn virtio_device_models(config: &VmConfig) -> Result<Vec<Box<dyn VirtioDevice>>, VmmError> {
-    let count = config.disks.len() + config.nets.len();
-    let mut models: Vec<Box<dyn VirtioDevice>> = Vec::with_capacity(count);
+    let mut models: Vec<Box<dyn VirtioDevice>> = Vec::with_capacity(virtio_device_count(config));
     for disk in &config.disks {
         let image = Disk::open(&disk.path, disk.read_only, disk.id.as_deref())?;
         models.push(Box::new(Block::new(image)));
@@ -181,6 +190,16 @@ fn virtio_device_models(config: &VmConfig) -> Result<Vec<Box<dyn VirtioDevice>>,
         let tap = Tap::open(&net.tap, net.create)?;
         let mac = net.mac.unwrap_or_else(|| default_mac(&net.tap));
         models.push(Box::new(Net::new(&net.tap, Box::new(tap), mac)));
+    }
+    if let Some(v) = &config.vsock {
+        models.push(Box::new(Vsock::new(
+            v.cid,
+            &v.socket,
+            DEFAULT_MAX_CONNECTIONS,
+        )?));
+    }
+    if config.rng {
+        models.push(Box::new(Rng::new()));
     }
     Ok(models)
 }

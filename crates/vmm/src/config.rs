@@ -117,6 +117,64 @@ impl NetConfig {
     }
 }
 
+/// A virtio-vsock device: the guest's context ID and the host Unix socket its
+/// connections go through (Firecracker's convention: `CONNECT <port>` on `socket`,
+/// guest connections to port P on `socket_P`).
+///
+/// ```
+/// let v: vmm::VsockConfig = "cid=7,socket=/tmp/vm.sock".parse().unwrap();
+/// assert_eq!(v.cid, 7);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VsockConfig {
+    /// The guest's context ID (3 or more).
+    pub cid: u64,
+    /// Path of the host socket.
+    pub socket: PathBuf,
+}
+
+impl VsockConfig {
+    /// A device with the default guest CID (3) on `socket`.
+    pub fn new(socket: impl Into<PathBuf>) -> Self {
+        Self {
+            cid: devices::virtio::vsock::DEFAULT_GUEST_CID,
+            socket: socket.into(),
+        }
+    }
+}
+
+impl std::str::FromStr for VsockConfig {
+    type Err = String;
+
+    /// Parses `socket=PATH[,cid=N]`.
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let mut cid = devices::virtio::vsock::DEFAULT_GUEST_CID;
+        let mut socket = None;
+        for part in spec.split(',') {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("'{part}' is not key=value (expected cid=N,socket=PATH)"))?;
+            match key {
+                "socket" | "path" | "uds" if !value.is_empty() => {
+                    socket = Some(PathBuf::from(value))
+                }
+                "cid" => {
+                    cid = value
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|c| (3..u64::from(u32::MAX)).contains(c))
+                        .ok_or_else(|| {
+                            format!("vsock cid '{value}' is not valid (use 3 to 4294967294)")
+                        })?
+                }
+                _ => return Err(format!("unknown vsock option '{key}' (known: cid, socket)")),
+            }
+        }
+        let socket = socket.ok_or("a vsock device needs socket=PATH")?;
+        Ok(Self { cid, socket })
+    }
+}
+
 fn parse_on_off(key: &str, value: &str) -> Result<bool, String> {
     match value {
         "on" | "true" | "yes" => Ok(true),
@@ -200,6 +258,10 @@ pub struct VmConfig {
     pub disks: Vec<DiskConfig>,
     /// virtio-net interfaces, in order (eth0, eth1, ...).
     pub nets: Vec<NetConfig>,
+    /// A virtio-vsock device.
+    pub vsock: Option<VsockConfig>,
+    /// A virtio-rng device (entropy from the host's getrandom); on by default.
+    pub rng: bool,
     /// Console output.
     pub console_output: ConsoleOutput,
     /// Console input.
@@ -230,6 +292,8 @@ impl VmConfig {
             vcpus: 1,
             disks: Vec::new(),
             nets: Vec::new(),
+            vsock: None,
+            rng: true,
             console_output: ConsoleOutput::Stdout,
             console_input: ConsoleInput::None,
             kvm_path: PathBuf::from(DEFAULT_KVM_PATH),
@@ -356,6 +420,26 @@ mod tests {
             .parse::<NetConfig>()
             .unwrap_err()
             .contains("multicast"));
+    }
+
+    #[test]
+    fn vsock_specs() {
+        let v: VsockConfig = "socket=/run/vm.sock".parse().unwrap();
+        assert_eq!(v, VsockConfig::new("/run/vm.sock"));
+        assert_eq!(v.cid, 3);
+        let v: VsockConfig = "cid=42,socket=a".parse().unwrap();
+        assert_eq!(v.cid, 42);
+        for bad in [
+            "",
+            "cid=3",
+            "socket=",
+            "cid=2,socket=a",
+            "cid=x,socket=a",
+            "cid=4294967295,socket=a",
+            "socket=a,port=1",
+        ] {
+            assert!(bad.parse::<VsockConfig>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -90,6 +90,9 @@ pub enum VmmError {
     /// A tap could not be used.
     #[error(transparent)]
     Tap(#[from] devices::virtio::net::tap::TapError),
+    /// The vsock device could not be set up (its socket, its CID).
+    #[error(transparent)]
+    Vsock(#[from] devices::virtio::vsock::VsockError),
     /// The VM has ended (or its event loop is gone).
     #[error("the VM is not running")]
     NotRunning,

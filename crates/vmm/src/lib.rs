@@ -47,6 +47,7 @@ mod vm_builder;
 pub use boot::cmdline::{Preset, PresetChoice, DEFAULT_CMDLINE};
 pub use config::{
     parse_mac, parse_mem_size, ConsoleInput, ConsoleOutput, DiskConfig, NetConfig, VmConfig,
+    VsockConfig,
 };
 pub use console_stream::{console_stream, ConsoleSink, ConsoleStream, CONSOLE_STREAM_LIMIT};
 pub use error::VmmError;

@@ -340,10 +340,15 @@ impl Running {
     /// `_raw`, restores the terminal.
     pub(crate) fn run(mut self, _raw: Option<RawModeGuard>) -> VmExit {
         let virtio = std::mem::take(&mut self.virtio);
-        let cause = self.event_loop(virtio);
+        // The event manager holds the devices: it outlives the vCPU threads (which
+        // reach them through the bus) so that devices end on this thread, whose
+        // allow-list covers what they do then (vsock removes its socket file).
+        let mut devices = Vec::new();
+        let cause = self.event_loop(virtio, &mut devices);
         self.timeline.record(BootEvent::ExitSeen);
         stop_threads(&self.machine_parts.state, self.vcpu_threads);
         self.io.stop_all();
+        drop(devices);
         self.machine_parts
             .serial
             .lock()
@@ -385,13 +390,24 @@ impl Running {
         }
     }
 
-    fn event_loop(&self, virtio: Vec<VirtioSlot>) -> Result<Cause, String> {
+    /// Runs the event loop; the device subscribers are left in `devices` for the
+    /// caller to drop.
+    fn event_loop(
+        &self,
+        virtio: Vec<VirtioSlot>,
+        devices: &mut Vec<Subscriber>,
+    ) -> Result<Cause, String> {
+        devices.extend(
+            virtio
+                .into_iter()
+                .map(|slot| Arc::new(Mutex::new(QueueHandler::new(slot))) as Subscriber),
+        );
         let mut em =
             EventManager::<Subscriber>::new().map_err(|e| format!("event manager: {e:?}"))?;
         em.add_subscriber(self.watcher.clone());
         em.add_subscriber(self.control.clone());
-        for slot in virtio {
-            em.add_subscriber(Arc::new(Mutex::new(QueueHandler::new(slot))));
+        for device in devices.iter() {
+            em.add_subscriber(device.clone());
         }
         let stdin = match self.console_input {
             ConsoleInput::Stdin => {

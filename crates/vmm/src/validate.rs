@@ -33,7 +33,7 @@ pub(crate) fn check_config(config: &VmConfig, preset: Option<Preset>) -> Result<
         config.cmdline.as_deref(),
         arch::layout::CMDLINE_MAX_SIZE,
     )?;
-    if config.disks.len() + config.nets.len() > MAX_DEVICES {
+    if crate::builder::virtio_device_count(config) > MAX_DEVICES {
         return Err(VmmError::TooManyDevices(MAX_DEVICES));
     }
     Ok(())

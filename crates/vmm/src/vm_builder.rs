@@ -1,6 +1,6 @@
 //! [`VmBuilder`]: the embedding API's way to describe a VM and start it.
 
-use crate::config::{ConsoleInput, ConsoleOutput, DiskConfig, NetConfig, VmConfig};
+use crate::config::{ConsoleInput, ConsoleOutput, DiskConfig, NetConfig, VmConfig, VsockConfig};
 use crate::console_stream::console_stream;
 use crate::error::VmmError;
 use crate::handle::VmHandle;
@@ -111,6 +111,18 @@ impl VmBuilder {
     /// Adds a virtio-blk disk (vda, vdb, ... in order).
     pub fn disk(mut self, disk: DiskConfig) -> Self {
         self.config.disks.push(disk);
+        self
+    }
+
+    /// Adds a virtio-vsock device (one per VM; a second call replaces the first).
+    pub fn vsock(mut self, vsock: VsockConfig) -> Self {
+        self.config.vsock = Some(vsock);
+        self
+    }
+
+    /// Gives the guest a virtio-rng device (on by default).
+    pub fn rng(mut self, on: bool) -> Self {
+        self.config.rng = on;
         self
     }
 

@@ -5,7 +5,7 @@
 //! the boot timer, and resets through the i8042. Tests compare its output exactly.
 //!
 //! Tests: `hello` (default), `mptable`, `acpi`, `echo`, `blk`, `net`, `net-tx-bench`,
-//! `net-rx-bench`, `count`, `pwrbtn`, `poweroff`, `triplefault`, `emulfail`, `hang`.
+//! `net-rx-bench`, `vsock`, `count`, `pwrbtn`, `poweroff`, `triplefault`, `emulfail`, `hang`.
 #![no_std]
 #![no_main]
 
@@ -14,6 +14,8 @@ mod net_test;
 mod virtio;
 mod virtio_blk;
 mod virtio_net;
+mod virtio_vsock;
+mod vsock_test;
 
 use core::fmt::Write;
 use hw::Serial;
@@ -335,6 +337,7 @@ extern "C" fn guest_main(zero_page: usize) -> ! {
         b"net" => net_test::net(&mut out),
         b"net-tx-bench" => net_test::tx_bench(&mut out, cmdline(zero_page)),
         b"net-rx-bench" => net_test::rx_bench(&mut out),
+        b"vsock" => vsock_test::vsock(&mut out),
         b"count" => count(&mut out, cmdline(zero_page)),
         b"rtc" => rtc(&mut out),
         b"pwrbtn" => pwrbtn(&mut out, cmdline(zero_page)),

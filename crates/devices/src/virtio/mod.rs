@@ -6,8 +6,13 @@
 //! [`VirtioInterrupt`]: the interrupt status register plus an eventfd (a KVM irqfd).
 
 pub mod block;
+pub mod chain;
 pub mod mmio;
 pub mod net;
+pub mod rng;
+#[cfg(test)]
+pub(crate) mod test_ring;
+pub mod vsock;
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -28,7 +28,8 @@ pub(crate) fn io() -> Vec<Entry> {
     vec![any(libc::SYS_poll)]
 }
 
-/// The event loop's extra syscalls: `epoll_wait` (glibc) next to `epoll_pwait`.
+/// The event loop's extra syscalls: `epoll_wait` (glibc) next to `epoll_pwait`, and
+/// `unlink` next to `unlinkat`.
 pub(crate) fn events() -> Vec<Entry> {
-    vec![any(libc::SYS_epoll_wait)]
+    vec![any(libc::SYS_epoll_wait), any(libc::SYS_unlink)]
 }
