@@ -15,7 +15,12 @@ const DEFAULT_MEM: &str = "128M";
 
 /// Boot a Linux guest in a KVM microVM.
 #[derive(Debug, Parser)]
-#[command(name = "minivmm", version, about)]
+#[command(
+    name = "minivmm",
+    version,
+    about,
+    after_help = "In a running VM with a vsock device and the guest agent:\n  minivmm exec --vsock-socket PATH [-i] [-t] [--env K=V] [--cwd DIR] -- CMD ARGS...\n  minivmm cp --vsock-socket PATH SRC DST     (guest paths as guest:/PATH)"
+)]
 pub struct Cli {
     /// Read options from a JSON file (fields named like these options); flags given
     /// here override the file's values.

@@ -1,7 +1,9 @@
 //! `minivmm`: a thin command-line front end to the `vmm` library.
 
+mod agent_cli;
 mod cli;
 mod config_file;
+mod terminal;
 
 use clap::error::ErrorKind;
 use clap::Parser;
@@ -45,6 +47,12 @@ fn stopped_by(sig: i32) -> ExitCode {
 
 fn main() -> ExitCode {
     let origin = Instant::now();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    match args.get(1).and_then(|a| a.to_str()) {
+        Some("exec") => return agent_cli::exec(&args[1..]),
+        Some("cp") => return agent_cli::cp(&args[1..]),
+        _ => {}
+    }
     // Handlers first: a signal that arrives while the VM is being built is kept and
     // acted on as soon as the VM's stop descriptor exists (or before it is started).
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {

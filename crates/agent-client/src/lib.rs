@@ -25,7 +25,7 @@ pub mod transport;
 pub use agent_proto::{ErrorCode, ExecRequest, ExitStatus, Exited, Version, WindowSize};
 pub use error::{ClientError, HandshakeError, ProtocolError, Result};
 pub use replies::{ExecOutput, ReplyReader};
-pub use session::{ExecSession, ExecStdin, OutputReader};
+pub use session::{ExecSession, ExecStdin, OutputReader, SessionControl};
 pub use transport::Transport;
 
 use agent_proto::{Frame, PROTOCOL_VERSION};

@@ -113,6 +113,14 @@ impl ExecSession {
         self.sender.send(&Frame::Resize(WindowSize { rows, cols }))
     }
 
+    /// A handle that signals and resizes the command from another thread while this
+    /// one waits.
+    pub fn control(&self) -> SessionControl {
+        SessionControl {
+            sender: self.sender.clone(),
+        }
+    }
+
     /// Closes stdin (if not taken), drops the readers not taken, and waits for the
     /// command to end. Readers that were taken must be read to their end (or
     /// dropped), or this waits for them.
@@ -147,6 +155,24 @@ impl Drop for ExecSession {
             // Closing the connection before the exit kills the command in the guest.
             let _ = self.socket.shutdown(Shutdown::Both);
         }
+    }
+}
+
+/// Signals and resizes a running command; cheap to clone, usable from any thread.
+#[derive(Clone)]
+pub struct SessionControl {
+    sender: Sender,
+}
+
+impl SessionControl {
+    /// Sends `signal` to the command's process group.
+    pub fn kill(&self, signal: i32) -> Result<(), ClientError> {
+        self.sender.send(&Frame::Signal(signal))
+    }
+
+    /// Resizes the command's terminal (nothing without a tty).
+    pub fn resize(&self, rows: u16, cols: u16) -> Result<(), ClientError> {
+        self.sender.send(&Frame::Resize(WindowSize { rows, cols }))
     }
 }
 

@@ -4,8 +4,10 @@ use crate::console_stream::ConsoleStream;
 use crate::control::{ControlSender, Request};
 use crate::error::VmmError;
 use crate::exit::{ExitReason, VmExit};
+use crate::sandbox::{ExecOutput, ExecRequest, Liveness, Sandbox, SandboxError, Session, Version};
 use crate::timeline::Timeline;
 use std::os::fd::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use vmm_sys_util::eventfd::EventFd;
@@ -21,6 +23,8 @@ pub struct VmHandle {
     thread: Option<JoinHandle<VmExit>>,
     timeline: Timeline,
     console: Option<ConsoleStream>,
+    vsock_socket: Option<PathBuf>,
+    live: Liveness,
 }
 
 impl VmHandle {
@@ -37,7 +41,58 @@ impl VmHandle {
             thread: Some(thread),
             timeline,
             console,
+            vsock_socket: None,
+            live: Liveness::new(),
         }
+    }
+
+    pub(crate) fn with_agent(mut self, vsock_socket: Option<PathBuf>, live: Liveness) -> Self {
+        self.vsock_socket = vsock_socket;
+        self.live = live;
+        self
+    }
+
+    /// The host socket of the VM's vsock device, if it has one.
+    pub fn vsock_socket(&self) -> Option<&Path> {
+        self.vsock_socket.as_deref()
+    }
+
+    /// The guest agent, reached over the VM's vsock device.
+    pub fn sandbox(&self) -> Result<Sandbox, SandboxError> {
+        let socket = self.vsock_socket.as_deref().ok_or(SandboxError::NoVsock)?;
+        Ok(Sandbox::new(socket, self.live.clone()))
+    }
+
+    /// Waits until the guest agent answers.
+    pub fn wait_for_agent(&self, timeout: Duration) -> Result<Version, SandboxError> {
+        self.sandbox()?.wait_for_agent(timeout)
+    }
+
+    /// Runs a command in the guest to its end: its status, stdout and stderr.
+    ///
+    /// ```no_run
+    /// # fn f(vm: &vmm::VmHandle) -> Result<(), vmm::SandboxError> {
+    /// let out = vm.exec(&vmm::ExecRequest::new(["uname", "-a"]))?;
+    /// assert!(out.status.success());
+    /// # Ok(()) }
+    /// ```
+    pub fn exec(&self, req: &ExecRequest) -> Result<ExecOutput, SandboxError> {
+        self.sandbox()?.exec(req)
+    }
+
+    /// Starts a command in the guest with streamed stdin, stdout and stderr.
+    pub fn spawn(&self, req: &ExecRequest) -> Result<Session, SandboxError> {
+        self.sandbox()?.spawn(req)
+    }
+
+    /// Writes a file in the guest (atomically).
+    pub fn write_file(&self, path: &str, mode: u32, data: &[u8]) -> Result<(), SandboxError> {
+        self.sandbox()?.write_file(path, mode, data)
+    }
+
+    /// Reads a file in the guest.
+    pub fn read_file(&self, path: &str) -> Result<Vec<u8>, SandboxError> {
+        self.sandbox()?.read_file(path)
     }
 
     /// Stops the VM now (no questions asked of the guest); [`VmHandle::wait`] then

@@ -38,6 +38,7 @@ mod platform;
 mod pool;
 mod prepare;
 mod runner;
+pub mod sandbox;
 mod teardown;
 pub mod timeline;
 mod validate;
@@ -55,6 +56,7 @@ pub use exit::{ExitReason, VmExit};
 pub use handle::VmHandle;
 pub use pool::{PoolStats, VmPool};
 pub use prepare::PreparedVm;
+pub use sandbox::{ExecOutput, ExecRequest, ExitStatus, Sandbox, SandboxError, Session};
 pub use seccomp::{
     Filters as SeccompFilters, SeccompError, SeccompPolicy, ThreadRole as SeccompThread,
     BAD_SYSCALL_EXIT,

@@ -6,6 +6,7 @@
 use crate::console_stream::ConsoleStream;
 use crate::error::VmmError;
 use crate::handle::VmHandle;
+use crate::sandbox::Liveness;
 use crate::timeline::{BootEvent, Timeline};
 use crate::{builder, control, runner, VmConfig};
 use seccomp::{Filters, ThreadRole};
@@ -47,7 +48,10 @@ pub(crate) fn prepare(
     }
     timeline.record(BootEvent::SeccompReady);
     let console_input = config.console_input;
+    let vsock_socket = config.vsock.as_ref().map(|v| v.socket.clone());
     let machine = builder::build(config, &timeline)?;
+    let live = Liveness::new();
+    let thread_live = live.clone();
     let stop_evt = EventFd::new(EFD_NONBLOCK).map_err(VmmError::EventFd)?;
     let handle_evt = stop_evt.try_clone().map_err(VmmError::EventFd)?;
     let (control, control_rx) = control::control_channel()?;
@@ -63,8 +67,8 @@ pub(crate) fn prepare(
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("minivmm-events".into())
-        .spawn(
-            move || match filters.install(ThreadRole::Events, "minivmm-events") {
+        .spawn(move || {
+            let exit = match filters.install(ThreadRole::Events, "minivmm-events") {
                 Ok(()) => {
                     let raw = running.raw_mode();
                     let _ = ready_tx.send(Ok(()));
@@ -75,10 +79,13 @@ pub(crate) fn prepare(
                     let _ = ready_tx.send(Err(e));
                     running.abandon(why)
                 }
-            },
-        )
+            };
+            thread_live.ended();
+            exit
+        })
         .map_err(|e| VmmError::SpawnThread("event loop", e))?;
-    let handle = VmHandle::new(handle_evt, control, thread, timeline, console);
+    let handle = VmHandle::new(handle_evt, control, thread, timeline, console)
+        .with_agent(vsock_socket, live);
     match ready_rx.recv() {
         Ok(Ok(())) => {
             handle.timeline().record(BootEvent::ThreadsStarted);
