@@ -209,6 +209,74 @@ fn check_user_space(run: &L2Run, cpus: u32, mem_mib: u64) {
     assert!(boot_timer_ms(run) > 0.0);
 }
 
+/// The "AGENT: <check> ..." line of `run`.
+fn agent_line<'a>(run: &'a L2Run, check: &str) -> &'a str {
+    let prefix = format!("AGENT: {check} ");
+    run.output
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no '{prefix}' line in:\n{}", tail(&run.output, 60)))
+}
+
+/// Commands in a guest through vsock and the agent, driven by `minivmm exec` and
+/// `minivmm cp` from L1 (run_l2_agent, run_l2_no_agent).
+fn check_agent(log: &str) {
+    let run = section(log, "agent");
+    assert_eq!(run.rc, 0, "{}", tail(&run.output, 60));
+    let line = |c| agent_line(&run, c);
+    assert_eq!(value(line("first-exec"), "rc="), "0");
+    let uname = line("uname");
+    assert_eq!(value(uname, "rc="), "0");
+    assert!(uname.contains("out=Linux "), "{uname}");
+    assert_eq!(value(line("exit7"), "rc="), "7");
+    assert_eq!(value(line("sigkill"), "rc="), "137");
+    assert!(
+        line("streams").ends_with("out=to-stdout err=to-stderr"),
+        "{}",
+        line("streams")
+    );
+    let big = line("big16");
+    assert_eq!(value(big, "size="), "16777216");
+    assert_eq!(value(big, "host="), value(big, "guest="), "{big}");
+    let stdin = line("stdin");
+    assert_eq!(value(stdin, "host="), value(stdin, "guest="), "{stdin}");
+    let conc = line("concurrent");
+    assert_eq!(value(conc, "distinct="), "32", "{conc}");
+    assert_eq!(value(conc, "failed="), "0", "{conc}");
+    let cp = line("cp");
+    assert_eq!(value(cp, "rc="), "0,0", "{cp}");
+    assert_eq!(value(cp, "host="), value(cp, "back="), "{cp}");
+    assert_eq!(value(cp, "host="), value(cp, "guest="), "{cp}");
+    let timeout = line("timeout");
+    assert_eq!(value(timeout, "rc="), "137", "{timeout}");
+    let took: f64 = value(timeout, "took=").parse().unwrap_or(f64::MAX);
+    assert!(took < 10.0, "{timeout}");
+    let gone = line("reader-gone");
+    assert_eq!(value(gone, "then="), "alive", "{gone}");
+    let rng = line("hwrng");
+    assert_eq!(value(rng, "bytes="), "32", "{rng}");
+    assert!(value(rng, "current=").starts_with("virtio_rng"), "{rng}");
+    let tty = line("tty");
+    assert_eq!(value(tty, "rc="), "0", "{tty}");
+    assert!(tty.contains("/dev/pts/") && tty.contains("40 100"), "{tty}");
+    // The guest's console shows it ran under the agent and powered off.
+    assert!(
+        run.output.contains("MINIVMM-GUEST: agent ready"),
+        "{}",
+        tail(&run.output, 40)
+    );
+
+    let absent = section(log, "no-agent");
+    let line = agent_line(&absent, "absent");
+    assert_eq!(value(line, "rc="), "125", "{line}");
+    let took: f64 = value(line, "took=").parse().unwrap_or(f64::MAX);
+    assert!((2.5..8.0).contains(&took), "the deadline was 3 s: {line}");
+    assert!(line.contains("did not answer"), "{line}");
+    for check in ["first-exec", "big16", "stdin"] {
+        println!("nested agent: {}", agent_line(&run, check));
+    }
+}
+
 #[test]
 fn l2_guests_reach_user_space_in_the_nested_harness() {
     if std::env::var_os("MINIVMM_SKIP_NESTED_TESTS").is_some() {
@@ -252,6 +320,8 @@ sigterm_at sigterm-kernel 'Linux version' mvms0 --kernel /l2/bzImage --initrd /l
 sigterm_at sigterm-init 'Run /init' mvms1 --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M --cmdline noxsave
 sigterm_at sigterm-user 'MINIVMM-GUEST: user space reached' mvms2 --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M --cmdline 'noxsave minivmm.action=idle'
 run_l2 panic --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M --cmdline 'noxsave minivmm.action=panic'
+run_l2_agent agent --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M --cpus 2 --cmdline 'noxsave minivmm.action=agent'
+run_l2_no_agent no-agent --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M --cmdline 'noxsave minivmm.action=idle'
 "#,
         &[],
     );
@@ -343,6 +413,7 @@ run_l2 panic --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M --cmdli
     check_stalled_disk(&log);
     check_sigterm_phases(&log);
     check_panic(&log);
+    check_agent(&log);
 
     println!(
         "nested: time to user space (boot timer, ms since minivmm start): elf-2cpu {:.0}, bzimage-gzip {:.0}, debian-stock-kernel {:.0}",

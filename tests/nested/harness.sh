@@ -74,7 +74,10 @@ cp "$l1_dir/vmlinuz" "$stage/l2/stock-vmlinuz"
 # The guest's random-I/O tool (static, musl) for the disk benches.
 (cd "$repo/resources/guest/iobench" && CARGO_TARGET_DIR="$repo/target/nested" cargo build \
     --quiet --release --target x86_64-unknown-linux-musl)
-export GUEST_TOOLS="$repo/target/nested/x86_64-unknown-linux-musl/release/iobench"
+# The guest agent (static, musl), for `minivmm exec` into L2 guests.
+(cd "$repo" && CARGO_TARGET_DIR="$repo/target/nested" cargo build --quiet --release \
+    --target x86_64-unknown-linux-musl -p minivmm-agent)
+export GUEST_TOOLS="$repo/target/nested/x86_64-unknown-linux-musl/release/iobench $repo/target/nested/x86_64-unknown-linux-musl/release/minivmm-agent"
 "$repo/resources/guest/build-initramfs.sh" "$stage/l2/initramfs.cpio" >/dev/null
 "$repo/resources/guest/build-initramfs.sh" "$stage/l2/initramfs.cpio.gz" --gzip >/dev/null
 # Disk images for virtio-blk scenarios: ext4, raw, and a patterned read-only one.
@@ -91,6 +94,8 @@ pack_binary() {
     done
 }
 pack_binary "$(command -v dmsetup || echo /usr/sbin/dmsetup)"
+# util-linux's script: a pseudo-terminal for `minivmm exec -t` (busybox has none).
+pack_binary "$(command -v script)"
 # With MINIVMM_NESTED_QEMU=1, QEMU (and the libraries it links) goes into L1 too, as a
 # peer to compare minivmm with under the same emulated host.
 if [ "${MINIVMM_NESTED_QEMU:-0}" = 1 ]; then

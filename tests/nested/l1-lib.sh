@@ -199,3 +199,77 @@ run_l2_stalled() {
     printf 'typed-while-stalled\n' >&3
     console_end "$name"
 }
+
+# run_l2_agent NAME ARGS...
+#                        starts minivmm ARGS (a guest whose init runs the agent,
+#                        with --vsock socket=/tmp/v.sock) in the background, drives
+#                        it from L1 with `minivmm exec` and `minivmm cp` (a second
+#                        process, as users do), printing one "AGENT: ..." line per
+#                        check, then has the guest power off.
+uptime_s() { cut -d' ' -f1 /proc/uptime; }
+since() { awk -v a="$1" -v b="$(uptime_s)" 'BEGIN { printf "%.2f", b - a }'; }
+run_l2_agent() {
+    name=$1; shift
+    echo "=== BEGIN $name"
+    s=/tmp/v.sock
+    x() { minivmm exec --vsock-socket "$s" "$@"; }
+    sha() { sha256sum "$@" | cut -d' ' -f1; }
+    t0=$(uptime_s)
+    bounded_start /tmp/l2.out minivmm --boot-timeline --vsock "socket=$s" "$@"
+    x --wait 90 -- true
+    echo "AGENT: first-exec rc=$? after=$(since "$t0")"
+    out=$(x -- uname -a); echo "AGENT: uname rc=$? out=$out"
+    x -- sh -c 'exit 7'; echo "AGENT: exit7 rc=$?"
+    x -- sh -c 'kill -9 $$'; echo "AGENT: sigkill rc=$?"
+    x -- sh -c 'echo to-stderr >&2; echo to-stdout' > /tmp/o 2> /tmp/e
+    echo "AGENT: streams out=$(cat /tmp/o) err=$(cat /tmp/e)"
+    t=$(uptime_s)
+    x -- sh -c 'head -c 16777216 /dev/urandom | tee /tmp/big' > /tmp/big.host
+    echo "AGENT: big16 size=$(wc -c < /tmp/big.host) host=$(sha /tmp/big.host) guest=$(x -- sha256sum /tmp/big | cut -d' ' -f1) took=$(since "$t")"
+    head -c 4194304 /dev/urandom > /tmp/in.bin
+    t=$(uptime_s)
+    guest=$(x -i -- sha256sum < /tmp/in.bin | cut -d' ' -f1)
+    echo "AGENT: stdin host=$(sha /tmp/in.bin) guest=$guest took=$(since "$t")"
+    pids=
+    for i in $(seq 32); do x -- sh -c "echo exec-$i" > /tmp/conc.$i & pids="$pids $!"; done
+    fails=0
+    for p in $pids; do wait "$p" || fails=$((fails + 1)); done
+    echo "AGENT: concurrent distinct=$(cat /tmp/conc.* | sort -u | grep -c exec-) failed=$fails"
+    minivmm cp --vsock-socket "$s" /tmp/in.bin guest:/tmp/in.copy; rc1=$?
+    minivmm cp --vsock-socket "$s" guest:/tmp/in.copy /tmp/in.back; rc2=$?
+    echo "AGENT: cp rc=$rc1,$rc2 host=$(sha /tmp/in.bin) back=$(sha /tmp/in.back) guest=$(x -- sha256sum /tmp/in.copy | cut -d' ' -f1)"
+    t=$(uptime_s)
+    x --timeout 1 -- sleep 30 2> /tmp/e
+    echo "AGENT: timeout rc=$? took=$(since "$t") err=$(cat /tmp/e)"
+    timeout -s KILL 2 minivmm exec --vsock-socket "$s" -- cat /dev/zero > /dev/null
+    echo "AGENT: reader-gone rc=$? then=$(x -- echo alive)"
+    echo "AGENT: hwrng bytes=$(x -- sh -c 'head -c 32 /dev/hwrng | wc -c') current=$(x -- cat /sys/class/misc/hw_random/rng_current)"
+    # util-linux's script needs ptys: L1's /init mounts no devpts.
+    [ -e /dev/pts/ptmx ] || { mkdir -p /dev/pts && mount -t devpts -o ptmxmode=0666 devpts /dev/pts; }
+    script -qec "stty rows 40 cols 100; minivmm exec -t --vsock-socket $s -- sh -c 'tty; stty size'" /dev/null > /tmp/tty.out 2>&1
+    echo "AGENT: tty rc=$? $(tr -d '\r' < /tmp/tty.out | tr '\n' ' ')"
+    x -- poweroff -f > /dev/null 2>&1
+    bounded_wait
+    rc=$?
+    cat /tmp/l2.out
+    echo "=== END $name rc=$rc"
+}
+
+# run_l2_no_agent NAME ARGS...: a guest with a vsock device but no agent (ARGS has
+# --vsock socket=/tmp/w.sock and an idle init): `minivmm exec` must fail clearly
+# within its deadline.
+run_l2_no_agent() {
+    name=$1; shift
+    echo "=== BEGIN $name"
+    bounded_start /tmp/l2.out minivmm --boot-timeline --vsock socket=/tmp/w.sock "$@"
+    i=0
+    while ! grep -q "MINIVMM-GUEST: idle" /tmp/l2.out && [ $i -lt 900 ]; do sleep 0.1; i=$((i + 1)); done
+    t=$(uptime_s)
+    minivmm exec --vsock-socket /tmp/w.sock --wait 3 -- true 2> /tmp/e
+    echo "AGENT: absent rc=$? took=$(since "$t") err=$(cat /tmp/e)"
+    kill -TERM "$bounded_pid"
+    bounded_wait
+    rc=$?
+    cat /tmp/l2.out
+    echo "=== END $name rc=$rc"
+}
