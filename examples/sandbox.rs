@@ -1,35 +1,42 @@
-//! A sandbox-style use of the `vmm` library: boot a guest, wait for a marker on its
-//! console, collect the output, enforce a timeout, tear the VM down, print timings.
+//! A sandbox-style use of the `vmm` library: boot a guest whose init runs the guest
+//! agent, run one command in it over vsock, print the command's output, tear the VM
+//! down, print timings. Exits with the command's status (128+N for a signal).
 //!
 //! ```text
 //! cargo run --release --example sandbox -- --kernel vmlinux --initrd initramfs.cpio \
-//!     [--marker "MINIVMM-GUEST: user space reached"] [--timeout 30] [--cmdline ARGS] [--mem MiB]
+//!     [--cmdline 'minivmm.action=agent'] [--mem MiB] [--cpus N] [--timeout SECS] -- CMD ARGS...
 //! ```
 //!
-//! Exit status: 0 when the marker appeared in time, 1 otherwise.
+//! The initramfs of resources/guest/build-initramfs.sh (with the agent in
+//! $GUEST_TOOLS) and `minivmm.action=agent` on the command line start the agent.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use vmm::{BootEvent, VmBuilder};
+use vmm::{BootEvent, ConsoleOutput, ExecRequest, VmBuilder, VsockConfig};
 
 struct Args {
     kernel: PathBuf,
     initrd: Option<PathBuf>,
-    cmdline: Option<String>,
-    marker: String,
+    cmdline: String,
     timeout: Duration,
     mem_mib: u64,
+    cpus: usize,
+    command: Vec<String>,
 }
+
+const USAGE: &str = "usage: sandbox --kernel FILE [--initrd FILE] [--cmdline ARGS] [--mem MiB] \
+                     [--cpus N] [--timeout SECS] -- CMD ARGS...";
 
 fn args() -> Result<Args, String> {
     let mut a = Args {
         kernel: PathBuf::new(),
         initrd: None,
-        cmdline: None,
-        marker: "MINIVMM-GUEST: user space reached".into(),
-        timeout: Duration::from_secs(30),
+        cmdline: "minivmm.action=agent".into(),
+        timeout: Duration::from_secs(60),
         mem_mib: 256,
+        cpus: 1,
+        command: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -37,18 +44,19 @@ fn args() -> Result<Args, String> {
         match flag.as_str() {
             "--kernel" => a.kernel = value()?.into(),
             "--initrd" => a.initrd = Some(value()?.into()),
-            "--cmdline" => a.cmdline = Some(value()?),
-            "--marker" => a.marker = value()?,
+            "--cmdline" => a.cmdline = value()?,
             "--timeout" => {
                 let secs: f64 = value()?.parse().map_err(|e| format!("--timeout: {e}"))?;
-                a.timeout = Duration::from_secs_f64(secs);
+                a.timeout = Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())?;
             }
             "--mem" => a.mem_mib = value()?.parse().map_err(|e| format!("--mem: {e}"))?,
-            other => return Err(format!("unknown option {other}")),
+            "--cpus" => a.cpus = value()?.parse().map_err(|e| format!("--cpus: {e}"))?,
+            "--" => a.command = it.by_ref().collect(),
+            other => return Err(format!("unknown option {other}\n{USAGE}")),
         }
     }
-    if a.kernel.as_os_str().is_empty() {
-        return Err("usage: sandbox --kernel FILE [--initrd FILE] [--marker TEXT] [--timeout SECS] [--cmdline ARGS] [--mem MiB]".into());
+    if a.kernel.as_os_str().is_empty() || a.command.is_empty() {
+        return Err(USAGE.into());
     }
     Ok(a)
 }
@@ -62,17 +70,18 @@ fn main() -> ExitCode {
         }
     };
     let start = Instant::now();
+    let socket = std::env::temp_dir().join(format!("sandbox-{}.sock", std::process::id()));
     let mut builder = VmBuilder::new(&args.kernel)
         .memory_mib(args.mem_mib)
+        .vcpus(args.cpus)
         .time_origin(start)
-        .console_stream();
+        .cmdline(&args.cmdline)
+        .console(ConsoleOutput::Null)
+        .vsock(VsockConfig::new(&socket));
     if let Some(initrd) = &args.initrd {
         builder = builder.initrd(initrd);
     }
-    if let Some(cmdline) = &args.cmdline {
-        builder = builder.cmdline(cmdline);
-    }
-    let mut vm = match builder.start() {
+    let vm = match builder.start() {
         Ok(vm) => vm,
         Err(e) => {
             eprintln!("sandbox: cannot start the VM: {e}");
@@ -80,27 +89,39 @@ fn main() -> ExitCode {
         }
     };
     let started = start.elapsed();
-    let Some(mut console) = vm.take_console() else {
-        eprintln!("sandbox: the VM has no console stream");
-        return ExitCode::FAILURE;
-    };
-    let found = console.wait_for(&args.marker, args.timeout);
-    let at_marker = start.elapsed();
+    let result = vm
+        .wait_for_agent(args.timeout)
+        .map(|v| (v, start.elapsed()))
+        .and_then(|(v, ready)| {
+            let out = vm.exec(&ExecRequest::new(args.command.clone()))?;
+            Ok((v, ready, out, start.elapsed()))
+        });
     // Tear down: the guest gets a second to power off on the ACPI power button.
     let exit = vm.shutdown(Duration::from_secs(1));
     let total = start.elapsed();
-
-    println!("--- guest console ---");
-    print!("{}", console.text());
-    println!("--- sandbox ---");
-    println!("VM started (built, vCPUs running): {:>9.3} ms", ms(started));
-    match &found {
-        Some(line) => println!(
-            "marker seen:                       {:>9.3} ms  ({line})",
-            ms(at_marker)
-        ),
-        None => println!("marker NOT seen within {:?}", args.timeout),
-    }
+    let code = match &result {
+        Ok((version, ready, out, answered)) => {
+            print!("{}", String::from_utf8_lossy(&out.stdout));
+            eprint!("{}", String::from_utf8_lossy(&out.stderr));
+            println!("--- sandbox ---");
+            println!("VM started (built, vCPUs running): {:>9.3} ms", ms(started));
+            println!(
+                "agent answered:                    {:>9.3} ms  ({})",
+                ms(*ready),
+                version.agent
+            );
+            println!(
+                "command done:                      {:>9.3} ms  ({:?})",
+                ms(*answered),
+                out.status
+            );
+            out.status.shell_code().clamp(0, 255) as u8
+        }
+        Err(e) => {
+            eprintln!("sandbox: {e}");
+            1
+        }
+    };
     if let Some(t) = exit.timeline.get(BootEvent::BootTimer) {
         println!("guest boot-timer write:            {:>9.3} ms", ms(t));
     }
@@ -109,11 +130,7 @@ fn main() -> ExitCode {
         ms(total),
         exit.reason
     );
-    if found.is_some() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    ExitCode::from(code)
 }
 
 fn ms(d: Duration) -> f64 {

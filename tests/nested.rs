@@ -266,6 +266,20 @@ fn check_agent(log: &str) {
         tail(&run.output, 40)
     );
 
+    // examples/sandbox.rs: the library's exec, from a program.
+    let example = section(log, "sandbox-example");
+    assert_eq!(example.rc, 3, "{}", example.output);
+    assert!(
+        example.output.contains("hello from Linux"),
+        "{}",
+        example.output
+    );
+    assert!(
+        example.output.contains("agent answered:"),
+        "{}",
+        example.output
+    );
+
     let absent = section(log, "no-agent");
     let line = agent_line(&absent, "absent");
     assert_eq!(value(line, "rc="), "125", "{line}");
@@ -321,6 +335,9 @@ sigterm_at sigterm-init 'Run /init' mvms1 --kernel /l2/vmlinux --initrd /l2/init
 sigterm_at sigterm-user 'MINIVMM-GUEST: user space reached' mvms2 --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M --cmdline 'noxsave minivmm.action=idle'
 run_l2 panic --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M --cmdline 'noxsave minivmm.action=panic'
 run_l2_agent agent --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M --cpus 2 --cmdline 'noxsave minivmm.action=agent'
+echo "=== BEGIN sandbox-example"
+sandbox --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --cmdline 'noxsave minivmm.action=agent' -- sh -c 'echo hello from $(uname -s); exit 3'
+echo "=== END sandbox-example rc=$?"
 run_l2_no_agent no-agent --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 256M --cmdline 'noxsave minivmm.action=idle'
 "#,
         &[],

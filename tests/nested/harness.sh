@@ -74,6 +74,10 @@ cp "$l1_dir/vmlinuz" "$stage/l2/stock-vmlinuz"
 # The guest's random-I/O tool (static, musl) for the disk benches.
 (cd "$repo/resources/guest/iobench" && CARGO_TARGET_DIR="$repo/target/nested" cargo build \
     --quiet --release --target x86_64-unknown-linux-musl)
+# examples/sandbox.rs (static), the library's exec API from a program in L1.
+(cd "$repo" && CARGO_TARGET_DIR="$repo/target/nested" cargo build --quiet --release \
+    --target x86_64-unknown-linux-musl --example sandbox)
+cp "$repo/target/nested/x86_64-unknown-linux-musl/release/examples/sandbox" "$stage/bin/sandbox"
 # The guest agent (static, musl), for `minivmm exec` into L2 guests.
 (cd "$repo" && CARGO_TARGET_DIR="$repo/target/nested" cargo build --quiet --release \
     --target x86_64-unknown-linux-musl -p minivmm-agent)
