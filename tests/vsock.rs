@@ -59,6 +59,7 @@ fn port_5000(listener: UnixListener, pace: Duration) -> Result<(), String> {
     for piece in data.chunks(12_345) {
         s.write_all(piece)
             .map_err(|e| format!("writing to the guest: {e}"))?;
+        std::thread::sleep(pace);
     }
     // The guest then sends an unknown op; the device resets the connection.
     let mut rest = Vec::new();
