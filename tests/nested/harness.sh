@@ -74,10 +74,12 @@ cp "$l1_dir/vmlinuz" "$stage/l2/stock-vmlinuz"
 # The guest's random-I/O tool (static, musl) for the disk benches.
 (cd "$repo/resources/guest/iobench" && CARGO_TARGET_DIR="$repo/target/nested" cargo build \
     --quiet --release --target x86_64-unknown-linux-musl)
-# examples/sandbox.rs (static), the library's exec API from a program in L1.
+# examples/sandbox.rs and exec_bench.rs (static): the library's exec API from programs
+# in L1 (the nested test, benches/exec.rs).
 (cd "$repo" && CARGO_TARGET_DIR="$repo/target/nested" cargo build --quiet --release \
-    --target x86_64-unknown-linux-musl --example sandbox)
-cp "$repo/target/nested/x86_64-unknown-linux-musl/release/examples/sandbox" "$stage/bin/sandbox"
+    --target x86_64-unknown-linux-musl --example sandbox --example exec_bench)
+cp "$repo/target/nested/x86_64-unknown-linux-musl/release/examples/sandbox" \
+    "$repo/target/nested/x86_64-unknown-linux-musl/release/examples/exec_bench" "$stage/bin/"
 # The guest agent (static, musl), for `minivmm exec` into L2 guests.
 (cd "$repo" && CARGO_TARGET_DIR="$repo/target/nested" cargo build --quiet --release \
     --target x86_64-unknown-linux-musl -p minivmm-agent)
