@@ -5,8 +5,13 @@
 //!
 //! ```text
 //! exec_bench --kernel vmlinux --initrd initramfs.cpio [--cmdline ARGS] [--runs 200]
-//!     [--concurrent 32] [--mib 32] [--cpus 2]
+//!     [--concurrent 32] [--mib 32] [--cpus 1] [--pause-check] [--console-log FILE]
 //! ```
+//!
+//! `--pause-check` instead moves 16 MiB from the guest while the VM is paused and
+//! resumed three times, and prints whether they arrived intact; then it kills the agent
+//! (run it as a child of init: `minivmm.agent=on`) and checks that waiting for it ends
+//! with `SandboxError::AgentTimeout` within the deadline.
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -21,6 +26,8 @@ struct Args {
     concurrent: usize,
     mib: usize,
     cpus: usize,
+    pause_check: bool,
+    console: Option<String>,
 }
 
 fn args() -> Result<Args, String> {
@@ -31,7 +38,9 @@ fn args() -> Result<Args, String> {
         runs: 200,
         concurrent: 32,
         mib: 32,
-        cpus: 2,
+        cpus: 1,
+        pause_check: false,
+        console: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -45,6 +54,8 @@ fn args() -> Result<Args, String> {
             "--concurrent" => a.concurrent = num(value()?)?,
             "--mib" => a.mib = num(value()?)?,
             "--cpus" => a.cpus = num(value()?)?,
+            "--pause-check" => a.pause_check = true,
+            "--console-log" => a.console = Some(value()?),
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -56,6 +67,18 @@ fn args() -> Result<Args, String> {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// An error and its sources, on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -144,6 +167,66 @@ fn bench(vm: &VmHandle, a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// 16 MiB of random bytes from the guest while the VM is paused and resumed three
+/// times; the bytes go back as a file and the guest compares them with its copy.
+fn pause_check(vm: &VmHandle) -> Result<(), Box<dyn std::error::Error>> {
+    let req = ExecRequest::new(["sh", "-c", "head -c 16777216 /dev/urandom | tee /tmp/sent"]);
+    let mut job = vm.spawn(&req)?;
+    let mut out = job.stdout.take().ok_or("no stdout")?;
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        out.read_to_end(&mut got).map(|_| got)
+    });
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(200));
+        vm.pause()?;
+        std::thread::sleep(Duration::from_millis(200));
+        vm.resume()?;
+    }
+    // The pauses must have come while the bytes were still flowing.
+    let mid_stream = !reader.is_finished();
+    let got = match reader.join().map_err(|_| "reader panicked")? {
+        Ok(got) => got,
+        Err(e) => {
+            // The session's own error says why the stream broke.
+            let why = job
+                .wait()
+                .map(|x| format!("{x:?}"))
+                .unwrap_or_else(|e| chain(&e));
+            return Err(format!("reading the command's output: {e} ({why})").into());
+        }
+    };
+    let status = job.wait()?.status;
+    let command_ok = status.success();
+    vm.sandbox()?
+        .configure(|c| c.with_file_limit(32 << 20))
+        .write_file("/tmp/back", 0o600, &got)?;
+    let cmp = vm.exec(&ExecRequest::new(["cmp", "/tmp/sent", "/tmp/back"]))?;
+    let verdict = match (cmp.status.success() && got.len() == 16 << 20, command_ok) {
+        _ if !mid_stream => "too-fast-to-pause-mid-stream",
+        (true, true) => "intact",
+        _ => "broken",
+    };
+    println!("EXEC-BENCH pause_check={verdict} bytes={}", got.len());
+    // Then the agent goes away (a child of init here): waiting for it must end with
+    // AgentTimeout inside its deadline, the VM still running.
+    let kill = "(sleep 0.5; kill $(pidof minivmm-agent)) > /dev/null 2>&1 &";
+    vm.exec(&ExecRequest::new(["sh", "-c", kill]))?;
+    std::thread::sleep(Duration::from_millis(1500));
+    let start = Instant::now();
+    let absent = match vm.wait_for_agent(Duration::from_secs(3)) {
+        Err(vmm::SandboxError::AgentTimeout(_)) if vm.is_running() => "agent-timeout",
+        Err(vmm::SandboxError::AgentTimeout(_)) => "agent-timeout-but-vm-gone",
+        Err(_) => "other-error",
+        Ok(_) => "answered",
+    };
+    println!(
+        "EXEC-BENCH absent={absent} absent_ms={:.0}",
+        ms(start.elapsed())
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let a = match args() {
         Ok(a) => a,
@@ -160,7 +243,10 @@ fn main() -> ExitCode {
         .memory_mib(256)
         .vcpus(a.cpus)
         .time_origin(start)
-        .console(ConsoleOutput::Null)
+        .console(match &a.console {
+            Some(path) => ConsoleOutput::File(path.into()),
+            None => ConsoleOutput::Null,
+        })
         .vsock(VsockConfig::new(&socket))
         .start();
     let vm = match vm {
@@ -174,20 +260,29 @@ fn main() -> ExitCode {
         .wait_for_agent(Duration::from_secs(120))
         .and_then(|_| vm.exec(&ExecRequest::new(["true"])));
     if let Err(e) = first {
-        eprintln!("exec_bench: {e}");
+        let exit = vm.shutdown(Duration::from_secs(1));
+        eprintln!("exec_bench: {e} (the VM's end: {})", exit.reason);
         return ExitCode::FAILURE;
     }
     println!(
         "EXEC-BENCH start_to_first_exec_ms={:.1}",
         ms(start.elapsed())
     );
-    let result = bench(&vm, &a);
+    let result = if a.pause_check {
+        pause_check(&vm)
+    } else {
+        bench(&vm, &a)
+    };
     let _ = vm.sandbox().map(|s| s.power_off());
-    let _ = vm.shutdown(Duration::from_secs(5));
+    let exit = vm.shutdown(Duration::from_secs(5));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("exec_bench: {e}");
+            eprintln!(
+                "exec_bench: {} (the VM's end: {})",
+                chain(e.as_ref()),
+                exit.reason
+            );
             ExitCode::FAILURE
         }
     }

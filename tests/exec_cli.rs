@@ -222,3 +222,33 @@ fn exec_t_gives_the_command_a_terminal_of_the_host_size() {
     assert!(shown.contains("/dev/pts/"), "{shown}");
     assert!(shown.contains("40 100"), "{shown}");
 }
+
+#[test]
+fn exec_without_an_agent_fails_clearly_within_its_deadline() {
+    let dir = scratch("exec-cli-absent");
+    // A VM socket whose guest has no agent: minivmm's answer then is to close the
+    // connection after the CONNECT line (the guest refused the port).
+    let vm_socket = dir.join("vm.sock");
+    let listener = UnixListener::bind(&vm_socket).unwrap();
+    std::thread::spawn(move || {
+        for s in listener.incoming().map_while(Result::ok) {
+            let mut line = String::new();
+            let _ = BufReader::new(s).read_line(&mut line);
+        }
+    });
+    let start = std::time::Instant::now();
+    let out = Command::new(MINIVMM)
+        .args(["exec", "--vsock-socket", vm_socket.to_str().unwrap()])
+        .args(["--wait", "1", "--", "true"])
+        .output()
+        .unwrap();
+    let took = start.elapsed();
+    assert_eq!(out.status.code(), Some(125));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("did not answer"), "{err}");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+}

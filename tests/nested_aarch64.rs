@@ -47,9 +47,28 @@ echo "L1: ro.img sha256=$(sha256sum /l2/ro.img | cut -d' ' -f1)"
 run_l2 a64-disk --kernel /l2/Image --initrd /l2/initramfs.cpio --mem 256M --disk path=/l2/ro.img,readonly=on,id=a64-ro --cmdline minivmm.action=disk-read --log-level info
 run_l2 a64-2cpu --kernel /l2/Image --initrd /l2/initramfs.cpio --mem 256M --cpus 2
 NET_BIG_MIB=4 run_l2_net a64-net mvm0 --kernel /l2/Image --initrd /l2/initramfs.cpio --mem 256M --net tap=mvm0,create=on --cmdline minivmm.action=net --log-level info
+run_l2_agent_once a64-agent --kernel /l2/Image --initrd /l2/initramfs.cpio --mem 256M --cmdline minivmm.action=agent
 "#,
     );
     let v3_wall = started.elapsed();
+
+    // The guest agent over virtio-vsock, and virtio-rng, on aarch64.
+    let agent = section(&log, "a64-agent");
+    assert_eq!(agent.rc, 0, "{}", agent.output);
+    let exec = agent
+        .output
+        .lines()
+        .find(|l| l.starts_with("AGENT: exec "))
+        .unwrap_or_else(|| panic!("no exec line: {}", agent.output));
+    assert_eq!(value(exec, "rc="), "0", "{exec}");
+    assert_eq!(value(exec, "out="), "aarch64", "{exec}");
+    let rng = agent
+        .output
+        .lines()
+        .find(|l| l.starts_with("AGENT: hwrng "))
+        .unwrap_or_else(|| panic!("no hwrng line: {}", agent.output));
+    assert_eq!(value(rng, "bytes="), "32", "{rng}");
+    assert!(value(rng, "current=").starts_with("virtio_rng"), "{rng}");
 
     let disk_run = section(&log, "a64-disk");
     user_space(&disk_run, 1);

@@ -9,26 +9,17 @@
 //! guest, whatever the chains, indexes and lengths say.
 #![no_main]
 
+mod shared;
+
 use devices::virtio::net::Net;
 use devices::virtio::{Activation, VirtioDevice, VirtioInterrupt};
 use libfuzzer_sys::fuzz_target;
 use std::os::unix::net::UnixDatagram;
-use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 const MEM_SIZE: usize = 0x1_0000;
-const QUEUE_SIZE: u16 = 16;
 
-fn queue(base: u32) -> Queue {
-    let mut q = Queue::new(QUEUE_SIZE).unwrap();
-    q.set_size(QUEUE_SIZE);
-    q.set_desc_table_address(Some(base), Some(0));
-    q.set_avail_ring_address(Some(base + 0x1000), Some(0));
-    q.set_used_ring_address(Some(base + 0x2000), Some(0));
-    q.set_ready(true);
-    q
-}
 
 fuzz_target!(|data: &[u8]| {
     let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
@@ -51,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
     let irq = EventFd::new(EFD_NONBLOCK).unwrap();
     net.activate(Activation {
         memory: mem.clone(),
-        queues: vec![queue(0), queue(0x3000)],
+        queues: vec![shared::queue(0), shared::queue(0x3000)],
         acked_features: features,
         interrupt: VirtioInterrupt::new(irq),
     })

@@ -10,28 +10,19 @@
 //! bounds, whatever the headers, lengths, credits and chains say.
 #![no_main]
 
+mod shared;
+
 use devices::virtio::vsock::Vsock;
 use devices::virtio::{Activation, VirtioDevice, VirtioInterrupt};
 use libfuzzer_sys::fuzz_target;
 use std::io::Write;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 const MEM_SIZE: usize = 0x1_0000;
-const QUEUE_SIZE: u16 = 16;
 
-fn queue(base: u32) -> Queue {
-    let mut q = Queue::new(QUEUE_SIZE).unwrap();
-    q.set_size(QUEUE_SIZE);
-    q.set_desc_table_address(Some(base), Some(0));
-    q.set_avail_ring_address(Some(base + 0x1000), Some(0));
-    q.set_used_ring_address(Some(base + 0x2000), Some(0));
-    q.set_ready(true);
-    q
-}
 
 fn dir() -> PathBuf {
     let d = std::env::temp_dir().join(format!("mv-fuzz-vsock-{}", std::process::id()));
@@ -54,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
     let mut dev = Vsock::new(3, &path, 8).unwrap();
     dev.activate(Activation {
         memory: mem.clone(),
-        queues: vec![queue(0), queue(0x3000), queue(0x6000)],
+        queues: vec![shared::queue(0), shared::queue(0x3000), shared::queue(0x6000)],
         acked_features: dev.features(),
         interrupt: VirtioInterrupt::new(EventFd::new(EFD_NONBLOCK).unwrap()),
     })

@@ -26,7 +26,8 @@ log() { echo "harness-aarch64: $*" >&2; }
 resolve_a64() { { apt-cache depends linux-image-arm64:arm64 2>/dev/null || true; } | awk '/Depends: linux-image-6/ {print $2; exit}'; }
 dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
 pkg=$(resolve_a64)
-if [ -z "$pkg" ] || [ ! -f "$cache/a64-$pkg/Image" ]; then
+# (v2: with the vsock and virtio-rng modules.)
+if [ -z "$pkg" ] || [ ! -f "$cache/a64-v2-$pkg/Image" ]; then
     # Not cached: refresh apt's lists first (they may be stale or lack arm64), then
     # resolve and download with apt's errors shown.
     log "apt-get update (to fetch Debian's arm64 kernel)"
@@ -34,7 +35,7 @@ if [ -z "$pkg" ] || [ ! -f "$cache/a64-$pkg/Image" ]; then
     pkg=$(resolve_a64)
 fi
 [ -n "$pkg" ] || { log "cannot resolve linux-image-arm64:arm64 from apt's lists"; exit 1; }
-a64="$cache/a64-$pkg"
+a64="$cache/a64-v2-$pkg"
 if [ ! -f "$a64/Image" ]; then
     log "fetching $pkg and busybox-static:arm64"
     tmp=$(mktemp -d)
@@ -46,7 +47,9 @@ if [ ! -f "$a64/Image" ]; then
     cp "$tmp"/x/bin/busybox "$a64.tmp/busybox"
     # Load order matters: L1 needs tun and loop; L2 the virtio transport and drivers.
     for m in drivers/net/tun drivers/block/loop drivers/virtio/virtio_mmio \
-        drivers/block/virtio_blk net/core/failover drivers/net/net_failover drivers/net/virtio_net; do
+        drivers/block/virtio_blk net/core/failover drivers/net/net_failover drivers/net/virtio_net \
+        net/vmw_vsock/vsock net/vmw_vsock/vmw_vsock_virtio_transport_common \
+        net/vmw_vsock/vmw_vsock_virtio_transport drivers/char/hw_random/virtio-rng; do
         f=$(find "$tmp"/x/lib/modules -path "*/kernel/$m.ko*" | head -n1)
         [ -n "$f" ] && cp "$f" "$a64.tmp/mod/"
     done
@@ -68,10 +71,15 @@ mkdir -p "$l2"/{bin,dev,proc,sys,tmp,lib/modules}
 cp "$a64/busybox" "$l2/bin/busybox"
 install -m 0755 "$repo/resources/guest/init" "$l2/init"
 i=1
-for m in virtio_mmio virtio_blk failover net_failover virtio_net; do
-    [ -f "$a64/mod/$m.ko" ] && cp "$a64/mod/$m.ko" "$l2/lib/modules/$i-$m.ko"
+for m in virtio_mmio virtio_blk failover net_failover virtio_net vsock \
+    vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport virtio-rng; do
+    [ -f "$a64/mod/$m.ko" ] && cp "$a64/mod/$m.ko" "$l2/lib/modules/$(printf %02d $i)-$m.ko"
     i=$((i + 1))
 done
+# The guest agent (static, musl), for `minivmm exec` into the L2 guest.
+(cd "$repo" && CARGO_TARGET_DIR="$repo/target/nested" cargo build --quiet --release \
+    --target aarch64-unknown-linux-musl -p minivmm-agent)
+install -m 0755 "$repo/target/nested/aarch64-unknown-linux-musl/release/minivmm-agent" "$l2/bin/"
 mknod -m 600 "$l2/dev/console" c 5 1
 mknod -m 666 "$l2/dev/null" c 1 3
 mkdir -p "$stage"/{bin,dev,proc,sys,tmp,lib,l2}

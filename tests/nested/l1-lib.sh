@@ -210,12 +210,28 @@ uptime_s() { cut -d' ' -f1 /proc/uptime; }
 since() { awk -v a="$1" -v b="$(uptime_s)" 'BEGIN { printf "%.2f", b - a }'; }
 run_l2_agent() {
     name=$1; shift
-    echo "=== BEGIN $name"
     s=/tmp/v.sock
+    for attempt in 1 2; do
+        echo "=== BEGIN $name"
+        t0=$(uptime_s)
+        bounded_start /tmp/l2.out minivmm --boot-timeline --vsock "socket=$s" "$@"
+        agent_checks > /tmp/agent.lines 2>&1
+        bounded_wait
+        rc=$?
+        cat /tmp/agent.lines /tmp/l2.out
+        echo "=== END $name rc=$rc"
+        # As run_l2: TCG's emulated SVM rarely triple-faults a guest vCPU.
+        if [ "$rc" != 0 ] && [ "$attempt" = 1 ] && grep -q "guest triple fault" /tmp/l2.out; then
+            echo "=== RETRY $name: the L2 triple-faulted (rc=$rc); running it once more"
+            continue
+        fi
+        break
+    done
+}
+
+agent_checks() {
     x() { minivmm exec --vsock-socket "$s" "$@"; }
     sha() { sha256sum "$@" | cut -d' ' -f1; }
-    t0=$(uptime_s)
-    bounded_start /tmp/l2.out minivmm --boot-timeline --vsock "socket=$s" "$@"
     x --wait 90 -- true
     echo "AGENT: first-exec rc=$? after=$(since "$t0")"
     out=$(x -- uname -a); echo "AGENT: uname rc=$? out=$out"
@@ -249,25 +265,20 @@ run_l2_agent() {
     script -qec "stty rows 40 cols 100; minivmm exec -t --vsock-socket $s -- sh -c 'tty; stty size'" /dev/null > /tmp/tty.out 2>&1
     echo "AGENT: tty rc=$? $(tr -d '\r' < /tmp/tty.out | tr '\n' ' ')"
     x -- poweroff -f > /dev/null 2>&1
-    bounded_wait
-    rc=$?
-    cat /tmp/l2.out
-    echo "=== END $name rc=$rc"
 }
 
-# run_l2_no_agent NAME ARGS...: a guest with a vsock device but no agent (ARGS has
-# --vsock socket=/tmp/w.sock and an idle init): `minivmm exec` must fail clearly
-# within its deadline.
-run_l2_no_agent() {
+# run_l2_agent_once NAME ARGS...: a guest with the agent (ARGS as run_l2_agent's):
+# one exec round trip and 32 bytes of /dev/hwrng, then the guest powers off.
+run_l2_agent_once() {
     name=$1; shift
     echo "=== BEGIN $name"
-    bounded_start /tmp/l2.out minivmm --boot-timeline --vsock socket=/tmp/w.sock "$@"
-    i=0
-    while ! grep -q "MINIVMM-GUEST: idle" /tmp/l2.out && [ $i -lt 900 ]; do sleep 0.1; i=$((i + 1)); done
-    t=$(uptime_s)
-    minivmm exec --vsock-socket /tmp/w.sock --wait 3 -- true 2> /tmp/e
-    echo "AGENT: absent rc=$? took=$(since "$t") err=$(cat /tmp/e)"
-    kill -TERM "$bounded_pid"
+    s=/tmp/v.sock
+    t0=$(uptime_s)
+    bounded_start /tmp/l2.out minivmm --boot-timeline --vsock "socket=$s" "$@"
+    out=$(minivmm exec --vsock-socket "$s" --wait 600 -- uname -m)
+    echo "AGENT: exec rc=$? out=$out after=$(since "$t0")"
+    echo "AGENT: hwrng bytes=$(minivmm exec --vsock-socket "$s" -- sh -c 'head -c 32 /dev/hwrng | wc -c') current=$(minivmm exec --vsock-socket "$s" -- cat /sys/class/misc/hw_random/rng_current)"
+    minivmm exec --vsock-socket "$s" -- poweroff -f > /dev/null 2>&1
     bounded_wait
     rc=$?
     cat /tmp/l2.out

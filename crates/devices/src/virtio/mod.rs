@@ -145,6 +145,14 @@ pub trait VirtioDevice: Send {
     }
 }
 
+/// Interrupts the driver for `queue` unless it asked not to be (event index or
+/// VRING_AVAIL_F_NO_INTERRUPT).
+pub fn signal_used(queue: &mut Queue, mem: &GuestMemoryMmap, interrupt: &VirtioInterrupt) {
+    if virtio_queue::QueueT::needs_notification(queue, mem).unwrap_or(true) {
+        interrupt.signal_used_queue();
+    }
+}
+
 /// Copies `data.len()` bytes of `config` at `offset` into `data`; bytes beyond the end
 /// read as zero.
 pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {

@@ -106,8 +106,8 @@ impl Rng {
             }
             used = true;
         }
-        if used && a.queue.needs_notification(&a.memory).unwrap_or(true) {
-            a.interrupt.signal_used_queue();
+        if used {
+            super::signal_used(&mut a.queue, &a.memory, &a.interrupt);
         }
     }
 }

@@ -187,7 +187,7 @@ impl Net {
             }
         }
         if used {
-            signal(&mut active.rx, &active.memory, &active.interrupt);
+            super::signal_used(&mut active.rx, &active.memory, &active.interrupt);
         }
     }
 
@@ -230,7 +230,7 @@ impl Net {
             used = true;
         }
         if used {
-            signal(&mut active.tx, &active.memory, &active.interrupt);
+            super::signal_used(&mut active.tx, &active.memory, &active.interrupt);
         }
         if let Some(e) = send_error {
             if e.kind() != ErrorKind::WouldBlock {
@@ -262,12 +262,6 @@ impl std::fmt::Display for NetCounters {
 impl Drop for Net {
     fn drop(&mut self) {
         log::info!("virtio-net {}: {}", self.name, self.counters);
-    }
-}
-
-fn signal(queue: &mut Queue, mem: &GuestMemoryMmap, interrupt: &VirtioInterrupt) {
-    if queue.needs_notification(mem).unwrap_or(true) {
-        interrupt.signal_used_queue();
     }
 }
 

@@ -7,28 +7,10 @@
 use super::{NetCounters, NUM_BUFFERS_OFFSET, VNET_HDR_LEN};
 use std::sync::atomic::Ordering;
 use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-/// Most descriptors in one RX buffer (and in one TX frame).
-pub const MAX_DESCRIPTORS: usize = 256;
-
-/// Why a buffer chain cannot be used.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ChainError {
-    /// A descriptor has the wrong direction for the queue.
-    #[error("descriptor has the wrong direction")]
-    WrongDirection,
-    /// A descriptor lies (partly) outside guest memory.
-    #[error("descriptor outside guest memory")]
-    OutOfRange,
-    /// More than [`MAX_DESCRIPTORS`] descriptors, more than the queue holds (a loop),
-    /// or a next index outside the table.
-    #[error("chain loops, is cut short or has more than {MAX_DESCRIPTORS} descriptors")]
-    TooManyDescriptors,
-    /// No bytes at all.
-    #[error("empty chain")]
-    Empty,
-}
+use crate::virtio::chain::Segments;
+pub use crate::virtio::chain::MAX_DESCRIPTORS;
 
 /// What happened to a frame offered to the RX queue.
 #[derive(Debug, PartialEq, Eq)]
@@ -50,45 +32,20 @@ struct Buffer {
     capacity: usize,
 }
 
-/// The device-writable segments of a chain, checked.
+/// The device-writable segments of a chain, checked; an empty chain is unusable.
 fn writable_segments<M>(
     mem: &GuestMemoryMmap,
     chain: DescriptorChain<M>,
-) -> Result<(Vec<(GuestAddress, usize)>, usize), ChainError>
+) -> Result<(Vec<(GuestAddress, usize)>, usize), String>
 where
     M: std::ops::Deref,
     M::Target: vm_memory::GuestMemory,
 {
-    let mut segments = Vec::new();
-    let mut capacity = 0usize;
-    let mut truncated = false;
-    for (i, d) in chain.enumerate() {
-        // The iterator stops quietly after a queue's worth of descriptors or at a bad
-        // index; a last descriptor that still points on means the chain was cut there.
-        truncated = d.has_next();
-        if i >= MAX_DESCRIPTORS {
-            return Err(ChainError::TooManyDescriptors);
-        }
-        if !d.is_write_only() {
-            return Err(ChainError::WrongDirection);
-        }
-        let len = d.len() as usize;
-        if len == 0 {
-            continue;
-        }
-        if !mem.check_range(d.addr(), len) {
-            return Err(ChainError::OutOfRange);
-        }
-        segments.push((d.addr(), len));
-        capacity = capacity.saturating_add(len);
+    match Segments::of(mem, chain, true) {
+        Ok(s) if s.len == 0 => Err("empty chain".into()),
+        Ok(s) => Ok((s.parts, s.len)),
+        Err(e) => Err(e.to_string()),
     }
-    if truncated {
-        return Err(ChainError::TooManyDescriptors);
-    }
-    if capacity == 0 {
-        return Err(ChainError::Empty);
-    }
-    Ok((segments, capacity))
 }
 
 /// The next usable buffer; unusable ones are returned to the driver (length 0),

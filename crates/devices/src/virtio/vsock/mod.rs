@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use virtio_bindings::virtio_ids::VIRTIO_ID_VSOCK;
-use virtio_queue::{Queue, QueueT};
+use virtio_queue::Queue;
 use vm_memory::GuestMemoryMmap;
 
 /// The host's context ID.
@@ -157,7 +157,7 @@ impl Vsock {
             return;
         };
         if self.muxer.fill_rx(&a.memory, &mut a.rx, &mut self.buf) {
-            signal(&mut a.rx, &a.memory, &a.interrupt);
+            super::signal_used(&mut a.rx, &a.memory, &a.interrupt);
         }
     }
 
@@ -166,15 +166,9 @@ impl Vsock {
             return;
         };
         if self.muxer.process_tx(&a.memory, &mut a.tx, &mut self.buf) {
-            signal(&mut a.tx, &a.memory, &a.interrupt);
+            super::signal_used(&mut a.tx, &a.memory, &a.interrupt);
         }
         self.fill_rx();
-    }
-}
-
-fn signal(queue: &mut Queue, mem: &GuestMemoryMmap, interrupt: &VirtioInterrupt) {
-    if queue.needs_notification(mem).unwrap_or(true) {
-        interrupt.signal_used_queue();
     }
 }
 

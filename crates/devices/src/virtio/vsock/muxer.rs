@@ -380,15 +380,7 @@ impl Muxer {
 
     /// Ends connection `key` at once, sending the guest an RST.
     pub(super) fn reset_conn(&mut self, key: Key) {
-        if let Some(conn) = self.conns.remove(&key) {
-            let fd = conn.stream.as_raw_fd();
-            self.by_fd.remove(&fd);
-            if conn.interest != 0 {
-                let _ = self
-                    .epoll
-                    .ctl(ControlOperation::Delete, fd, EpollEvent::default());
-            }
-        }
+        self.forget_conn(key);
         self.send_rst(key.0, key.1);
     }
 
