@@ -245,3 +245,37 @@ fn vsock_streams_survive_pause_and_resume() {
     let _ = vm.wait();
     assert!(!sock.exists());
 }
+
+/// A VM that ends while a caller waits for its agent: the wait ends at once with
+/// `GuestExited`, not at its deadline and not as a timeout.
+#[test]
+fn waiting_for_the_agent_of_a_vm_that_ends_is_guest_exited() {
+    if !kvm_available("vsock guest exited") {
+        return;
+    }
+    let dir = scratch("vsock-exited");
+    let vm = vmm::VmBuilder::new(test_guest())
+        .cmdline("guest.test=hang")
+        .memory_mib(64)
+        .vsock(vmm::VsockConfig::new(dir.join("v.sock")))
+        .console(vmm::ConsoleOutput::Null)
+        .start()
+        .unwrap();
+    let sandbox = vm.sandbox().unwrap();
+    let waiter = std::thread::spawn(move || {
+        let start = std::time::Instant::now();
+        (
+            sandbox.wait_for_agent(Duration::from_secs(30)),
+            start.elapsed(),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    vm.stop();
+    let _ = vm.wait();
+    let (result, took) = waiter.join().unwrap();
+    assert!(
+        matches!(result, Err(vmm::SandboxError::GuestExited(_))),
+        "{result:?}"
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+}

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 /// The vsock port the agent listens on.
 pub const AGENT_PORT: u32 = agent_proto::DEFAULT_PORT;
+/// How often a wait for the agent checks that the VM still runs.
+const WAIT_SLICE: Duration = Duration::from_secs(1);
 /// How long a closed connection may wait for the VM's end to show.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 
@@ -115,11 +117,22 @@ impl Sandbox {
         &self.client
     }
 
-    /// Waits until the agent answers (the guest has booted far enough).
+    /// Waits until the agent answers (the guest has booted far enough); a VM that
+    /// ends meanwhile ends the wait at once ([`SandboxError::GuestExited`]).
     pub fn wait_for_agent(&self, timeout: Duration) -> Result<Version, SandboxError> {
-        self.client
-            .wait_for_agent(timeout)
-            .map_err(|e| self.live.map(e))
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.client.wait_for_agent(left.min(WAIT_SLICE)) {
+                Ok(v) => return Ok(v),
+                Err(ClientError::AgentTimeout { .. })
+                    if self.live.alive() && Instant::now() < deadline => {}
+                Err(ClientError::AgentTimeout { .. }) if self.live.alive() => {
+                    return Err(SandboxError::AgentTimeout(timeout))
+                }
+                Err(e) => return Err(self.live.map(e)),
+            }
+        }
     }
 
     /// Runs a command to its end: its status and whole output.
