@@ -5,13 +5,13 @@
 //!
 //! ```text
 //! exec_bench --kernel vmlinux --initrd initramfs.cpio [--cmdline ARGS] [--runs 200]
-//!     [--concurrent 32] [--mib 32] [--cpus 1] [--pause-check] [--console-log FILE]
+//!     [--concurrent 32] [--mib 32] [--cpus 1] [--pause-check] [--absent-check] [--console-log FILE]
 //! ```
 //!
 //! `--pause-check` instead moves 16 MiB from the guest while the VM is paused and
-//! resumed three times, and prints whether they arrived intact; then it kills the agent
-//! (run it as a child of init: `minivmm.agent=on`) and checks that waiting for it ends
-//! with `SandboxError::AgentTimeout` within the deadline.
+//! resumed three times, and prints whether they arrived intact. `--absent-check` kills
+//! the agent (run it as a child of init: `minivmm.agent=on`) and checks that waiting
+//! for it ends with `SandboxError::AgentTimeout` within the deadline.
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -27,6 +27,7 @@ struct Args {
     mib: usize,
     cpus: usize,
     pause_check: bool,
+    absent_check: bool,
     console: Option<String>,
 }
 
@@ -40,6 +41,7 @@ fn args() -> Result<Args, String> {
         mib: 32,
         cpus: 1,
         pause_check: false,
+        absent_check: false,
         console: None,
     };
     let mut it = std::env::args().skip(1);
@@ -55,6 +57,7 @@ fn args() -> Result<Args, String> {
             "--mib" => a.mib = num(value()?)?,
             "--cpus" => a.cpus = num(value()?)?,
             "--pause-check" => a.pause_check = true,
+            "--absent-check" => a.absent_check = true,
             "--console-log" => a.console = Some(value()?),
             other => return Err(format!("unknown option {other}")),
         }
@@ -208,8 +211,12 @@ fn pause_check(vm: &VmHandle) -> Result<(), Box<dyn std::error::Error>> {
         _ => "broken",
     };
     println!("EXEC-BENCH pause_check={verdict} bytes={}", got.len());
-    // Then the agent goes away (a child of init here): waiting for it must end with
-    // AgentTimeout inside its deadline, the VM still running.
+    Ok(())
+}
+
+/// The agent goes away (a child of init here: `minivmm.agent=on`): waiting for it
+/// must end with AgentTimeout inside its deadline, the VM still running.
+fn absent_check(vm: &VmHandle) -> Result<(), Box<dyn std::error::Error>> {
     let kill = "(sleep 0.5; kill $(pidof minivmm-agent)) > /dev/null 2>&1 &";
     vm.exec(&ExecRequest::new(["sh", "-c", kill]))?;
     std::thread::sleep(Duration::from_millis(1500));
@@ -268,10 +275,15 @@ fn main() -> ExitCode {
         "EXEC-BENCH start_to_first_exec_ms={:.1}",
         ms(start.elapsed())
     );
-    let result = if a.pause_check {
-        pause_check(&vm)
-    } else {
-        bench(&vm, &a)
+    let result = match (a.pause_check, a.absent_check) {
+        (false, false) => bench(&vm, &a),
+        (pause, absent) => (if pause { pause_check(&vm) } else { Ok(()) }).and_then(|()| {
+            if absent {
+                absent_check(&vm)
+            } else {
+                Ok(())
+            }
+        }),
     };
     let _ = vm.sandbox().map(|s| s.power_off());
     let exit = vm.shutdown(Duration::from_secs(5));
