@@ -72,18 +72,6 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// An error and its sources, on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -195,7 +183,7 @@ fn pause_check(vm: &VmHandle) -> Result<(), Box<dyn std::error::Error>> {
             let why = job
                 .wait()
                 .map(|x| format!("{x:?}"))
-                .unwrap_or_else(|e| chain(&e));
+                .unwrap_or_else(|e| vmm::error_chain(&e));
             return Err(format!("reading the command's output: {e} ({why})").into());
         }
     };
@@ -292,7 +280,7 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!(
                 "exec_bench: {} (the VM's end: {})",
-                chain(e.as_ref()),
+                vmm::error_chain(e.as_ref()),
                 exit.reason
             );
             ExitCode::FAILURE

@@ -91,18 +91,6 @@ fn fail(what: &str, e: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(OWN_FAILURE)
 }
 
-/// The text of an error and its sources, on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 /// `minivmm exec ...` (`args[0]` is "exec").
 pub fn exec(args: &[OsString]) -> ExitCode {
     let a = match parse::<ExecArgs>(args) {
@@ -163,13 +151,13 @@ fn run_exec(a: &ExecArgs) -> Result<ExitCode, String> {
     let client = AgentClient::vsock(&a.vsock_socket, a.port);
     client
         .wait_for_agent(seconds("--wait", a.wait)?)
-        .map_err(|e| chain(&e))?;
+        .map_err(|e| vmm::error_chain(&e))?;
     let _raw = if a.tty {
         crate::terminal::RawMode::enter()
     } else {
         None
     };
-    let mut session = client.spawn(&req).map_err(|e| chain(&e))?;
+    let mut session = client.spawn(&req).map_err(|e| vmm::error_chain(&e))?;
     let mut copies = Vec::new();
     if let Some(out) = session.stdout.take() {
         copies.push(copy_out(out, std::io::stdout()));
@@ -194,7 +182,7 @@ fn run_exec(a: &ExecArgs) -> Result<ExitCode, String> {
     if a.tty {
         crate::terminal::forward_resizes(session.control(), done.clone());
     }
-    let exited = session.wait().map_err(|e| chain(&e));
+    let exited = session.wait().map_err(|e| vmm::error_chain(&e));
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let exited = exited?;
     for c in copies {
@@ -239,12 +227,14 @@ fn run_cp(a: &CpArgs) -> Result<(), String> {
             };
             client
                 .write_file_from(guest, mode, meta.len(), file)
-                .map_err(|e| chain(&e))
+                .map_err(|e| vmm::error_chain(&e))
         }
         (Some(guest), None) => {
             let tmp = format!("{}.minivmm-cp", a.dst);
             let mut file = std::fs::File::create(&tmp).map_err(|e| format!("{tmp}: {e}"))?;
-            let result = client.read_file_to(guest, &mut file).map_err(|e| chain(&e));
+            let result = client
+                .read_file_to(guest, &mut file)
+                .map_err(|e| vmm::error_chain(&e));
             match result.and_then(|_| file.sync_all().map_err(|e| format!("{tmp}: {e}"))) {
                 Ok(()) => std::fs::rename(&tmp, &a.dst).map_err(|e| format!("{}: {e}", a.dst)),
                 Err(e) => {

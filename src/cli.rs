@@ -289,15 +289,9 @@ impl Effective {
         };
         match (&self.file.seccomp_filter, on) {
             (Some(_), false) => Err("--seccomp-filter needs seccomp on".into()),
-            (Some(path), true) => SeccompPolicy::from_json_file(path).map_err(|e| {
-                let mut text = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(s) = source {
-                    text.push_str(&format!(": {s}"));
-                    source = s.source();
-                }
-                text
-            }),
+            (Some(path), true) => {
+                SeccompPolicy::from_json_file(path).map_err(|e| vmm::error_chain(&e))
+            }
             (None, true) => Ok(SeccompPolicy::Default),
             (None, false) => Ok(SeccompPolicy::Off),
         }

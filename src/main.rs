@@ -7,11 +7,10 @@ mod terminal;
 
 use clap::error::ErrorKind;
 use clap::Parser;
-use std::error::Error;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Instant;
-use vmm::{ExitReason, VmBuilder};
+use vmm::{error_chain, ExitReason, VmBuilder};
 
 /// Descriptor that stops the VM (the handle's stop eventfd), for the signal handler.
 static STOP_FD: AtomicI32 = AtomicI32::new(-1);
@@ -26,17 +25,6 @@ extern "C" fn on_signal(num: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc:
         // SAFETY: write(2) is async-signal-safe; the buffer is a live local.
         unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
     }
-}
-
-fn error_chain(err: &dyn Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Exit status for a run stopped by signal `sig` (128 + N, as shells report it).

@@ -113,3 +113,16 @@ fn kvm_hint(err: &std::io::Error) -> &'static str {
         _ => "",
     }
 }
+
+/// `err` and each of its sources, on one line separated by ": " (how minivmm's
+/// programs print an error).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -51,7 +51,7 @@ pub use config::{
     VsockConfig,
 };
 pub use console_stream::{console_stream, ConsoleSink, ConsoleStream, CONSOLE_STREAM_LIMIT};
-pub use error::VmmError;
+pub use error::{error_chain, VmmError};
 pub use exit::{ExitReason, VmExit};
 pub use handle::VmHandle;
 pub use pool::{PoolStats, VmPool};
