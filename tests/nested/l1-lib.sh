@@ -214,7 +214,9 @@ run_l2_agent() {
     for attempt in 1 2; do
         echo "=== BEGIN $name"
         t0=$(uptime_s)
-        bounded_start /tmp/l2.out minivmm --boot-timeline --vsock "socket=$s" "$@"
+        # Info logs: the vsock device's counters and any connection still open at the
+        # end (with its flow-control state) land in the output.
+        bounded_start /tmp/l2.out minivmm --boot-timeline --log-level info --vsock "socket=$s" "$@"
         agent_checks > /tmp/agent.lines 2>&1
         bounded_wait
         rc=$?

@@ -241,6 +241,35 @@ impl Connection {
         Ok(self.guest_shutdown == SHUTDOWN_RCV | SHUTDOWN_SEND && self.flushed())
     }
 
+    /// The connection's flow-control state, for a log line.
+    pub fn describe(&self) -> String {
+        format!(
+            "state={:?} rx_cnt={} fwd_cnt={} fwd_cnt_told={} held={} tx_cnt={} \
+             peer_buf_alloc={} peer_fwd_cnt={} peer_free={} host_readable={} host_eof={} \
+             host_hup={} queued={} interest={:#x} owe_handshake={} owe_credit={} \
+             owe_shutdown={} sent_shutdown={} guest_shutdown={}",
+            self.state,
+            self.rx_cnt,
+            self.fwd_cnt,
+            self.fwd_cnt_told,
+            self.to_host.len(),
+            self.tx_cnt,
+            self.peer_buf_alloc,
+            self.peer_fwd_cnt,
+            self.peer_free(),
+            self.host_readable,
+            self.host_eof,
+            self.host_hup,
+            self.queued,
+            self.interest,
+            self.owe_handshake,
+            self.owe_credit,
+            self.owe_shutdown,
+            self.sent_shutdown,
+            self.guest_shutdown
+        )
+    }
+
     /// Once the guest sends no more and all it sent is delivered, the host reader
     /// sees the end of the stream.
     pub fn shutdown_host_write_if_done(&self) -> io::Result<()> {

@@ -420,6 +420,18 @@ pub(super) const REGISTERED: u32 = 1 << 31;
 
 impl Drop for Muxer {
     fn drop(&mut self) {
+        // Connections still open when the VM ends, with their flow-control state (a
+        // stalled stream shows here).
+        for (key, conn) in &self.conns {
+            log::info!("vsock: open at the end: {key:?} {}", conn.describe());
+        }
+        if !self.rx_work.is_empty() || !self.rsts.is_empty() {
+            log::info!(
+                "vsock: at the end: {} connections waiting for RX buffers, {} RSTs",
+                self.rx_work.len(),
+                self.rsts.len()
+            );
+        }
         if let Err(e) = std::fs::remove_file(&self.path) {
             log::debug!("vsock: cannot remove {}: {e}", self.path.display());
         }
