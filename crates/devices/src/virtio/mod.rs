@@ -153,6 +153,22 @@ pub fn signal_used(queue: &mut Queue, mem: &GuestMemoryMmap, interrupt: &VirtioI
     }
 }
 
+/// A queue's indices, for a log line: where the device is in the available ring and
+/// what the driver has published (a stalled queue shows whether a notification or an
+/// interrupt went missing).
+pub fn describe_queue(queue: &Queue, mem: &GuestMemoryMmap) -> String {
+    use std::sync::atomic::Ordering::Acquire;
+    let avail = virtio_queue::QueueT::avail_idx(queue, mem, Acquire).map(|w| w.0);
+    let used = virtio_queue::QueueT::used_idx(queue, mem, Acquire).map(|w| w.0);
+    format!(
+        "next_avail={} avail_idx={:?} next_used={} used_idx={:?}",
+        virtio_queue::QueueT::next_avail(queue),
+        avail.ok(),
+        virtio_queue::QueueT::next_used(queue),
+        used.ok()
+    )
+}
+
 /// Copies `data.len()` bytes of `config` at `offset` into `data`; bytes beyond the end
 /// read as zero.
 pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {

@@ -179,6 +179,14 @@ impl Drop for Vsock {
             self.muxer.path().display(),
             self.counters
         );
+        if let Some(a) = &self.active {
+            log::info!(
+                "virtio-vsock queues at the end: rx {}; tx {}; interrupt status {:#x}",
+                super::describe_queue(&a.rx, &a.memory),
+                super::describe_queue(&a.tx, &a.memory),
+                a.interrupt.status()
+            );
+        }
     }
 }
 
