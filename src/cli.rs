@@ -1,7 +1,7 @@
 //! Command-line options, merged with an optional JSON config file (flags win), and
 //! their translation into the library's `VmConfig`.
 
-use crate::config_file::{FileConfig, FileDisk, FileNet, FileVsock, MemSize};
+use crate::config_file::FileConfig;
 use clap::Parser;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -9,9 +9,6 @@ use vmm::{
     ConsoleInput, ConsoleOutput, DiskConfig, NetConfig, PresetChoice, SeccompPolicy, VmConfig,
     VsockConfig,
 };
-
-/// Default guest memory when neither a flag nor the config file sets it.
-const DEFAULT_MEM: &str = "128M";
 
 /// Boot a Linux guest in a KVM microVM.
 #[derive(Debug, Parser)]
@@ -139,14 +136,6 @@ fn parse_preset(s: &str) -> Result<PresetChoice, String> {
     s.parse()
 }
 
-fn mem_value(bytes: u64) -> MemSize {
-    if bytes.is_multiple_of(1 << 20) {
-        MemSize::Mib(bytes >> 20)
-    } else {
-        MemSize::Text(format!("{}K", bytes >> 10))
-    }
-}
-
 /// What to run: the merged options, checked.
 pub struct Effective {
     /// Everything, as a config file would say it.
@@ -164,57 +153,64 @@ impl Cli {
             Some(path) => FileConfig::load(path)?,
             None => FileConfig::default(),
         };
-        let over = |slot: &mut Option<PathBuf>, v: &Option<PathBuf>| {
-            if v.is_some() {
-                slot.clone_from(v);
-            }
-        };
-        over(&mut f.kernel, &self.kernel);
-        over(&mut f.initrd, &self.initrd);
-        over(&mut f.console_log, &self.console_log);
-        over(&mut f.kvm_device, &self.kvm_device);
-        over(&mut f.seccomp_filter, &self.seccomp_filter);
-        if self.async_teardown.is_some() {
-            f.async_teardown = self.async_teardown;
+        let spec = &mut f.spec;
+        if let Some(k) = &self.kernel {
+            spec.kernel.clone_from(k);
         }
-        if let Some(on) = self.seccomp {
-            f.seccomp = Some(if on { "on" } else { "off" }.to_string());
+        if self.initrd.is_some() {
+            spec.initrd.clone_from(&self.initrd);
+        }
+        if let Some(k) = &self.kvm_device {
+            spec.kvm_path.clone_from(k);
+        }
+        if let Some(on) = self.async_teardown {
+            spec.async_teardown = on;
         }
         if self.cmdline.is_some() {
-            f.cmdline.clone_from(&self.cmdline);
+            spec.cmdline.clone_from(&self.cmdline);
         }
         if self.no_default_cmdline {
-            f.no_default_cmdline = Some(true);
+            spec.default_cmdline = false;
         }
         if let Some(p) = self.cmdline_preset {
-            f.cmdline_preset = Some(p.to_string());
+            spec.cmdline_preset = p;
         }
         if let Some(m) = self.mem {
-            f.mem = Some(mem_value(m));
+            spec.mem_size = m;
         }
         if self.mem_hugepages {
-            f.mem_hugepages = Some(true);
+            spec.mem_hugepages = true;
         }
-        if self.cpus.is_some() {
-            f.cpus = self.cpus;
+        if let Some(n) = self.cpus {
+            spec.vcpus = n;
         }
         if !self.disks.is_empty() {
-            f.disks = Some(self.disks.iter().map(FileDisk::from_disk).collect());
+            spec.disks.clone_from(&self.disks);
         }
         if !self.nets.is_empty() {
-            f.nets = Some(self.nets.iter().map(FileNet::from_net).collect());
+            spec.nets.clone_from(&self.nets);
         }
-        if let Some(v) = &self.vsock {
-            f.vsock = Some(FileVsock::from_vsock(v));
+        if self.vsock.is_some() {
+            spec.vsock.clone_from(&self.vsock);
         }
-        if self.rng.is_some() {
-            f.rng = self.rng;
+        if let Some(on) = self.rng {
+            spec.rng = on;
+        }
+        let front = &mut f.front;
+        if self.console_log.is_some() {
+            front.console_log.clone_from(&self.console_log);
+        }
+        if self.seccomp_filter.is_some() {
+            front.seccomp_filter.clone_from(&self.seccomp_filter);
+        }
+        if let Some(on) = self.seccomp {
+            front.seccomp = Some(if on { "on" } else { "off" }.to_string());
         }
         if self.boot_timeline {
-            f.boot_timeline = Some(true);
+            front.boot_timeline = Some(true);
         }
         if let Some(l) = self.log_level {
-            f.log_level = Some(l.to_string().to_lowercase());
+            front.log_level = Some(l.to_string().to_lowercase());
         }
         Ok(f)
     }
@@ -222,14 +218,14 @@ impl Cli {
     /// The merged options, checked.
     pub fn effective(&self) -> Result<Effective, String> {
         let file = self.merged()?;
-        let log_level = match &file.log_level {
+        let log_level = match &file.front.log_level {
             Some(l) => l.parse().map_err(|_| {
                 format!("log level '{l}': use off, error, warn, info, debug or trace")
             })?,
             None => log::LevelFilter::Warn,
         };
         Ok(Effective {
-            boot_timeline: file.boot_timeline.unwrap_or(false),
+            boot_timeline: file.front.boot_timeline.unwrap_or(false),
             log_level,
             file,
         })
@@ -239,55 +235,28 @@ impl Cli {
 impl Effective {
     /// The library configuration these options describe.
     pub fn to_config(&self, origin: Instant) -> Result<VmConfig, String> {
-        let f = &self.file;
-        let kernel = f
-            .kernel
-            .clone()
-            .ok_or("no kernel: give --kernel FILE (or \"kernel\" in the config file)")?;
-        let mut c = VmConfig::new(kernel);
-        c.initrd = f.initrd.clone();
-        c.cmdline = f.cmdline.clone();
-        c.default_cmdline = !f.no_default_cmdline.unwrap_or(false);
-        c.cmdline_preset = f
-            .cmdline_preset
-            .as_deref()
-            .map(str::parse)
-            .transpose()?
-            .unwrap_or_default();
-        let mem = f.mem.clone().unwrap_or(MemSize::Text(DEFAULT_MEM.into()));
-        c.mem_size = mem.bytes()?;
-        c.mem_hugepages = f.mem_hugepages.unwrap_or(false);
-        c.vcpus = f.cpus.unwrap_or(1);
-        for d in f.disks.iter().flatten() {
-            c.disks.push(d.to_disk()?);
+        if self.file.spec.kernel.as_os_str().is_empty() {
+            return Err("no kernel: give --kernel FILE (or \"kernel\" in the config file)".into());
         }
-        for n in f.nets.iter().flatten() {
-            c.nets.push(n.to_net()?);
-        }
-        c.vsock = f.vsock.as_ref().map(FileVsock::to_vsock).transpose()?;
-        c.rng = f.rng.unwrap_or(true);
-        c.console_output = match &f.console_log {
+        let mut c = VmConfig::from_spec(self.file.spec.clone());
+        c.console_output = match &self.file.front.console_log {
             Some(path) => ConsoleOutput::File(path.clone()),
             None => ConsoleOutput::Stdout,
         };
         c.console_input = ConsoleInput::Stdin;
-        if let Some(k) = &f.kvm_device {
-            c.kvm_path.clone_from(k);
-        }
         c.time_origin = origin;
         c.seccomp = self.seccomp_policy()?;
-        c.async_teardown = f.async_teardown.unwrap_or(false);
         Ok(c)
     }
 
     /// The seccomp policy: off, a filter file, or the built-in lists.
     fn seccomp_policy(&self) -> Result<SeccompPolicy, String> {
-        let on = match self.file.seccomp.as_deref() {
+        let on = match self.file.front.seccomp.as_deref() {
             None | Some("on") => true,
             Some("off") => false,
             Some(other) => return Err(format!("seccomp '{other}': use on or off")),
         };
-        match (&self.file.seccomp_filter, on) {
+        match (&self.file.front.seccomp_filter, on) {
             (Some(_), false) => Err("--seccomp-filter needs seccomp on".into()),
             (Some(path), true) => {
                 SeccompPolicy::from_json_file(path).map_err(|e| vmm::error_chain(&e))

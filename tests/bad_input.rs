@@ -368,5 +368,6 @@ fn a_good_config_file_boots_and_flags_win() {
     );
     assert_eq!(run.status, Some(0), "{}", run.stderr);
     assert!(run.stdout.contains("\"cpus\": 2"), "{}", run.stdout);
-    assert!(run.stdout.contains("\"mem\": \"64M\""), "{}", run.stdout);
+    // Memory is written as a number of MiB.
+    assert!(run.stdout.contains("\"mem\": 64,"), "{}", run.stdout);
 }

@@ -18,10 +18,10 @@ fn config(args: &[&str]) -> VmConfig {
 #[test]
 fn defaults() {
     let c = config(&["--kernel", "k"]);
-    assert_eq!(c.mem_size, 128 << 20);
-    assert_eq!(c.vcpus, 1);
-    assert!(c.default_cmdline);
-    assert_eq!(c.kvm_path, PathBuf::from("/dev/kvm"));
+    assert_eq!(c.spec.mem_size, 128 << 20);
+    assert_eq!(c.spec.vcpus, 1);
+    assert!(c.spec.default_cmdline);
+    assert_eq!(c.spec.kvm_path, PathBuf::from("/dev/kvm"));
     let e = parse(&["--kernel", "k"]).effective().unwrap();
     assert_eq!(e.log_level, log::LevelFilter::Warn);
     assert!(!e.boot_timeline);
@@ -50,16 +50,19 @@ fn options_map_to_config() {
         "--net",
         "tap=t0,mac=02:00:00:00:00:07",
     ]);
-    assert_eq!(c.mem_size, 1 << 30);
-    assert_eq!(c.vcpus, 2);
-    assert_eq!(c.cmdline.as_deref(), Some("quiet"));
-    assert!(!c.default_cmdline);
-    assert_eq!(c.cmdline_preset, PresetChoice::Use(Preset::EmulatedKvm));
+    assert_eq!(c.spec.mem_size, 1 << 30);
+    assert_eq!(c.spec.vcpus, 2);
+    assert_eq!(c.spec.cmdline.as_deref(), Some("quiet"));
+    assert!(!c.spec.default_cmdline);
+    assert_eq!(
+        c.spec.cmdline_preset,
+        PresetChoice::Use(Preset::EmulatedKvm)
+    );
     assert!(
         matches!(c.console_output, ConsoleOutput::File(ref p) if p == &PathBuf::from("out.txt"))
     );
-    assert!(c.disks[0].read_only);
-    assert_eq!(c.nets[0].mac, Some([2, 0, 0, 0, 0, 7]));
+    assert!(c.spec.disks[0].read_only);
+    assert_eq!(c.spec.nets[0].mac, Some([2, 0, 0, 0, 0, 7]));
 }
 
 #[test]
@@ -114,7 +117,7 @@ fn every_option_round_trips_through_a_config_file() {
     ];
     let file = parse(&args).merged().unwrap();
     let json = file.to_json();
-    let back: FileConfig = serde_json::from_str(&json).unwrap();
+    let back = FileConfig::parse(&json).unwrap();
     assert_eq!(back, file, "{json}");
     let dir = std::env::temp_dir().join(format!("minivmm-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -130,14 +133,24 @@ fn every_option_round_trips_through_a_config_file() {
     let a = from_file.to_config(Instant::now()).unwrap();
     let b = from_flags.to_config(Instant::now()).unwrap();
     assert_eq!(
-        (a.mem_size, a.vcpus, &a.disks, &a.nets),
-        (b.mem_size, b.vcpus, &b.disks, &b.nets)
+        (a.spec.mem_size, a.spec.vcpus, &a.spec.disks, &a.spec.nets),
+        (b.spec.mem_size, b.spec.vcpus, &b.spec.disks, &b.spec.nets)
     );
     assert_eq!(
-        (&a.kernel, &a.initrd, &a.cmdline, &a.kvm_path),
-        (&b.kernel, &b.initrd, &b.cmdline, &b.kvm_path)
+        (
+            &a.spec.kernel,
+            &a.spec.initrd,
+            &a.spec.cmdline,
+            &a.spec.kvm_path
+        ),
+        (
+            &b.spec.kernel,
+            &b.spec.initrd,
+            &b.spec.cmdline,
+            &b.spec.kvm_path
+        )
     );
-    assert_eq!(a.mem_size, 64 << 20);
+    assert_eq!(a.spec.mem_size, 64 << 20);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -153,14 +166,14 @@ fn flags_override_the_file() {
     .unwrap();
     let p = path.to_str().unwrap();
     let c = config(&["--config", p, "--cpus", "4", "--disk", "path=cli.img"]);
-    assert_eq!(c.kernel, PathBuf::from("file-k"));
-    assert_eq!(c.mem_size, 256 << 20);
-    assert_eq!(c.vcpus, 4);
-    assert_eq!(c.disks.len(), 1);
-    assert_eq!(c.disks[0].path, PathBuf::from("cli.img"));
+    assert_eq!(c.spec.kernel, PathBuf::from("file-k"));
+    assert_eq!(c.spec.mem_size, 256 << 20);
+    assert_eq!(c.spec.vcpus, 4);
+    assert_eq!(c.spec.disks.len(), 1);
+    assert_eq!(c.spec.disks[0].path, PathBuf::from("cli.img"));
     let c = config(&["--config", p, "--kernel", "cli-k"]);
-    assert_eq!(c.kernel, PathBuf::from("cli-k"));
-    assert_eq!(c.disks[0].path, PathBuf::from("f.img"));
+    assert_eq!(c.spec.kernel, PathBuf::from("cli-k"));
+    assert_eq!(c.spec.disks[0].path, PathBuf::from("f.img"));
 
     std::fs::write(&path, r#"{"kernel": "k", "vcpus": 2}"#).unwrap();
     let err = parse(&["--config", p]).merged().unwrap_err();
@@ -172,20 +185,20 @@ fn flags_override_the_file() {
 #[test]
 fn preset_defaults_to_auto_and_none_turns_it_off() {
     assert_eq!(
-        config(&["--kernel", "k"]).cmdline_preset,
+        config(&["--kernel", "k"]).spec.cmdline_preset,
         PresetChoice::Auto
     );
     let off = config(&["--kernel", "k", "--cmdline-preset", "none"]);
-    assert_eq!(off.cmdline_preset, PresetChoice::Off);
+    assert_eq!(off.spec.cmdline_preset, PresetChoice::Off);
     let auto = config(&["--kernel", "k", "--cmdline-preset", "auto"]);
-    assert_eq!(auto.cmdline_preset, PresetChoice::Auto);
+    assert_eq!(auto.spec.cmdline_preset, PresetChoice::Auto);
 }
 
 #[test]
 fn vsock_and_rng() {
     let c = config(&["--kernel", "k"]);
-    assert!(c.rng);
-    assert!(c.vsock.is_none());
+    assert!(c.spec.rng);
+    assert!(c.spec.vsock.is_none());
     let c = config(&[
         "--kernel",
         "k",
@@ -194,9 +207,9 @@ fn vsock_and_rng() {
         "--rng",
         "off",
     ]);
-    assert!(!c.rng);
+    assert!(!c.spec.rng);
     assert_eq!(
-        c.vsock,
+        c.spec.vsock,
         Some(VsockConfig {
             cid: 9,
             socket: "/tmp/v.sock".into()
@@ -211,11 +224,8 @@ fn vsock_and_rng() {
         .unwrap();
     let json = e.file.to_json();
     assert!(json.contains("\"vsock\""), "{json}");
-    let back: FileConfig = serde_json::from_str(&json).unwrap();
-    assert_eq!(
-        back.vsock.unwrap().to_vsock().unwrap(),
-        VsockConfig::new("/tmp/v.sock")
-    );
-    let f: FileConfig = serde_json::from_str(r#"{"vsock": {"socket": "s", "cid": 1}}"#).unwrap();
-    assert!(f.vsock.unwrap().to_vsock().is_err());
+    let back = FileConfig::parse(&json).unwrap();
+    assert_eq!(back.spec.vsock, Some(VsockConfig::new("/tmp/v.sock")));
+    let err = FileConfig::parse(r#"{"vsock": {"socket": "s", "cid": 1}}"#).unwrap_err();
+    assert!(err.contains("cid '1' is not valid"), "{err}");
 }

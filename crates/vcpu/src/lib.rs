@@ -4,6 +4,7 @@
 mod arch;
 mod exit;
 mod kick;
+pub mod snapshot;
 mod state;
 pub mod x86_insn;
 

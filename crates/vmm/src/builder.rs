@@ -77,23 +77,24 @@ fn check_vcpus(kvm: &Kvm, requested: usize) -> Result<u8, VmmError> {
 /// Builds the VM described by `config`, recording milestones on `timeline`.
 pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmError> {
     // Everything that needs no KVM first: bad input gets the same answer on any host.
-    let preset = crate::host::resolve_preset(config.cmdline_preset);
+    let preset = crate::host::resolve_preset(config.spec.cmdline_preset);
     check_config(&config, preset)?;
     // Host resources next (disk images, taps): a bad path or a missing tap is named
     // the same way with or without KVM; they are released if anything below fails.
     let models = virtio_device_models(&config)?;
     timeline.record(BootEvent::ConfigChecked);
-    let kvm = open_kvm(&config.kvm_path)?;
-    let vcpu_count = check_vcpus(&kvm, config.vcpus)?;
+    let kvm = open_kvm(&config.spec.kvm_path)?;
+    let vcpu_count = check_vcpus(&kvm, config.spec.vcpus)?;
     let vm_fd = kvm.create_vm().map_err(VmmError::CreateVm)?;
     timeline.record(BootEvent::VmCreated);
 
     // Memory slots go in before the in-kernel irqchip: with the irqchip present every
     // slot update waits for an expedited SRCU grace period (measured 4-6 ms per slot
     // on nested hosts, 0.2 ms without).
-    let memory = create_guest_memory(&vm_fd, config.mem_size, config.mem_hugepages)?;
+    let memory = create_guest_memory(&vm_fd, config.spec.mem_size, config.spec.mem_hugepages)?;
     timeline.record(BootEvent::MemoryMapped);
     let teardown = config
+        .spec
         .async_teardown
         .then(|| crate::teardown::spawn(&vm_fd, &memory))
         .transpose()?;
@@ -138,7 +139,7 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
         memory: memory.clone(),
         state: state.clone(),
     };
-    if config.cmdline_preset == PresetChoice::Auto {
+    if config.spec.cmdline_preset == PresetChoice::Auto {
         if let Some(p) = preset {
             log::info!(
                 "this host's KVM emulates guest kernel code (no vmx/svm CPU flag): added the \
@@ -171,10 +172,10 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
 
 /// How many virtio devices `config` asks for.
 pub(crate) fn virtio_device_count(config: &VmConfig) -> usize {
-    config.disks.len()
-        + config.nets.len()
-        + usize::from(config.vsock.is_some())
-        + usize::from(config.rng)
+    config.spec.disks.len()
+        + config.spec.nets.len()
+        + usize::from(config.spec.vsock.is_some())
+        + usize::from(config.spec.rng)
 }
 
 /// The virtio devices `config` asks for, in slot order: disks, network interfaces,
@@ -182,23 +183,23 @@ pub(crate) fn virtio_device_count(config: &VmConfig) -> usize {
 /// anything runs (their number was checked with the rest of the input, in `validate`).
 fn virtio_device_models(config: &VmConfig) -> Result<Vec<Box<dyn VirtioDevice>>, VmmError> {
     let mut models: Vec<Box<dyn VirtioDevice>> = Vec::with_capacity(virtio_device_count(config));
-    for disk in &config.disks {
+    for disk in &config.spec.disks {
         let image = Disk::open(&disk.path, disk.read_only, disk.id.as_deref())?;
         models.push(Box::new(Block::new(image)));
     }
-    for net in &config.nets {
+    for net in &config.spec.nets {
         let tap = Tap::open(&net.tap, net.create)?;
         let mac = net.mac.unwrap_or_else(|| default_mac(&net.tap));
         models.push(Box::new(Net::new(&net.tap, Box::new(tap), mac)));
     }
-    if let Some(v) = &config.vsock {
+    if let Some(v) = &config.spec.vsock {
         models.push(Box::new(Vsock::new(
             v.cid,
             &v.socket,
             DEFAULT_MAX_CONNECTIONS,
         )?));
     }
-    if config.rng {
+    if config.spec.rng {
         models.push(Box::new(Rng::new()));
     }
     Ok(models)

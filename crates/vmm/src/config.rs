@@ -1,6 +1,8 @@
 //! The plain configuration a VM is built from, and parsing of user-facing sizes.
 
-use boot::cmdline::PresetChoice;
+use crate::spec::VmSpec;
+use devices::virtio::block::disk::ID_BYTES;
+use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -33,14 +35,21 @@ pub enum ConsoleInput {
     None,
 }
 
-/// A virtio-blk disk.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A virtio-blk disk (JSON: `{"path": .., "readonly": .., "id": ..}`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DiskConfig {
     /// Raw image file (or block device).
     pub path: PathBuf,
     /// Guest may only read; the file is opened read-only.
+    #[serde(
+        default,
+        rename = "readonly",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub read_only: bool,
     /// Serial the guest reads with GET_ID (at most 20 bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
 }
 
@@ -51,6 +60,19 @@ impl DiskConfig {
             path: path.into(),
             read_only: false,
             id: None,
+        }
+    }
+
+    /// Checks the description: a path, a serial that fits GET_ID.
+    pub fn check(&self) -> Result<(), String> {
+        if self.path.as_os_str().is_empty() {
+            return Err("a disk needs path=FILE".into());
+        }
+        match &self.id {
+            Some(id) if id.len() > ID_BYTES => {
+                Err(format!("disk id '{id}' is longer than {ID_BYTES} bytes"))
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -68,10 +90,9 @@ impl std::str::FromStr for DiskConfig {
                 format!("'{part}' is not key=value (expected path=FILE[,readonly=on][,id=SERIAL])")
             })?;
             match key {
-                "path" if !value.is_empty() => path = Some(PathBuf::from(value)),
+                "path" => path = Some(PathBuf::from(value)),
                 "readonly" | "ro" => read_only = parse_on_off(key, value)?,
-                "id" if value.len() <= 20 => id = Some(value.to_string()),
-                "id" => return Err(format!("id '{value}' is longer than 20 bytes")),
+                "id" => id = Some(value.to_string()),
                 _ => {
                     return Err(format!(
                         "unknown disk option '{key}' (known: path, readonly, id)"
@@ -79,12 +100,13 @@ impl std::str::FromStr for DiskConfig {
                 }
             }
         }
-        let path = path.ok_or("a disk needs path=FILE")?;
-        Ok(Self {
-            path,
+        let disk = Self {
+            path: path.ok_or("a disk needs path=FILE")?,
             read_only,
             id,
-        })
+        };
+        disk.check()?;
+        Ok(disk)
     }
 }
 
@@ -96,13 +118,20 @@ impl std::str::FromStr for DiskConfig {
 /// let disk: vmm::DiskConfig = "path=data.img,readonly=on".parse().unwrap();
 /// assert!(disk.read_only);
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NetConfig {
     /// Name of the tap interface on the host.
     pub tap: String,
     /// Guest MAC address; derived from the tap name when absent.
+    #[serde(
+        default,
+        with = "crate::spec::mac_text",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mac: Option<[u8; 6]>,
     /// Create the tap when it does not exist (it is removed again on exit).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub create: bool,
 }
 
@@ -115,6 +144,18 @@ impl NetConfig {
             create: false,
         }
     }
+
+    /// Checks the description: a tap name the kernel takes (the MAC was checked
+    /// when it was parsed).
+    pub fn check(&self) -> Result<(), String> {
+        if self.tap.is_empty() {
+            return Err("a network interface needs tap=NAME".into());
+        }
+        if !devices::virtio::net::tap::valid_name(&self.tap) {
+            return Err(format!("'{}' is not a valid interface name", self.tap));
+        }
+        Ok(())
+    }
 }
 
 /// A virtio-vsock device: the guest's context ID and the host Unix socket its
@@ -125,9 +166,11 @@ impl NetConfig {
 /// let v: vmm::VsockConfig = "cid=7,socket=/tmp/vm.sock".parse().unwrap();
 /// assert_eq!(v.cid, 7);
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct VsockConfig {
     /// The guest's context ID (3 or more).
+    #[serde(default = "default_cid")]
     pub cid: u64,
     /// Path of the host socket.
     pub socket: PathBuf,
@@ -141,6 +184,24 @@ impl VsockConfig {
             socket: socket.into(),
         }
     }
+
+    /// Checks the description: a socket path, a CID a guest may have.
+    pub fn check(&self) -> Result<(), String> {
+        if self.socket.as_os_str().is_empty() {
+            return Err("a vsock device needs socket=PATH".into());
+        }
+        if !devices::virtio::vsock::valid_cid(self.cid) {
+            return Err(format!(
+                "vsock cid '{}' is not valid (use 3 to 4294967294)",
+                self.cid
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn default_cid() -> u64 {
+    devices::virtio::vsock::DEFAULT_GUEST_CID
 }
 
 impl std::str::FromStr for VsockConfig {
@@ -155,23 +216,21 @@ impl std::str::FromStr for VsockConfig {
                 .split_once('=')
                 .ok_or_else(|| format!("'{part}' is not key=value (expected cid=N,socket=PATH)"))?;
             match key {
-                "socket" | "path" | "uds" if !value.is_empty() => {
-                    socket = Some(PathBuf::from(value))
-                }
+                "socket" | "path" | "uds" => socket = Some(PathBuf::from(value)),
                 "cid" => {
-                    cid = value
-                        .parse::<u64>()
-                        .ok()
-                        .filter(|c| (3..u64::from(u32::MAX)).contains(c))
-                        .ok_or_else(|| {
-                            format!("vsock cid '{value}' is not valid (use 3 to 4294967294)")
-                        })?
+                    cid = value.parse::<u64>().map_err(|_| {
+                        format!("vsock cid '{value}' is not valid (use 3 to 4294967294)")
+                    })?
                 }
                 _ => return Err(format!("unknown vsock option '{key}' (known: cid, socket)")),
             }
         }
-        let socket = socket.ok_or("a vsock device needs socket=PATH")?;
-        Ok(Self { cid, socket })
+        let vsock = Self {
+            cid,
+            socket: socket.ok_or("a vsock device needs socket=PATH")?,
+        };
+        vsock.check()?;
+        Ok(vsock)
     }
 }
 
@@ -206,6 +265,14 @@ pub fn parse_mac(text: &str) -> Result<[u8; 6], String> {
     Ok(mac)
 }
 
+/// Writes a MAC address as `parse_mac` reads it.
+pub fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 impl std::str::FromStr for NetConfig {
     type Err = String;
 
@@ -219,7 +286,7 @@ impl std::str::FromStr for NetConfig {
                 format!("'{part}' is not key=value (expected tap=NAME[,mac=MAC][,create=on])")
             })?;
             match key {
-                "tap" if !value.is_empty() => tap = Some(value.to_string()),
+                "tap" => tap = Some(value.to_string()),
                 "mac" => mac = Some(parse_mac(value)?),
                 "create" => create = parse_on_off(key, value)?,
                 _ => {
@@ -229,77 +296,46 @@ impl std::str::FromStr for NetConfig {
                 }
             }
         }
-        let tap = tap.ok_or("a network interface needs tap=NAME")?;
-        Ok(Self { tap, mac, create })
+        let net = Self {
+            tap: tap.ok_or("a network interface needs tap=NAME")?,
+            mac,
+            create,
+        };
+        net.check()?;
+        Ok(net)
     }
 }
 
-/// Everything needed to build and boot a VM.
+/// Everything needed to build and boot a VM: its description ([`VmSpec`], what a
+/// config file, the API and a snapshot hold) and the runtime objects beside it.
 pub struct VmConfig {
-    /// Kernel image: ELF vmlinux or bzImage.
-    pub kernel: PathBuf,
-    /// Optional initrd / initramfs.
-    pub initrd: Option<PathBuf>,
-    /// Text added to the kernel command line.
-    pub cmdline: Option<String>,
-    /// Start from minivmm's default command line (`boot::cmdline::DEFAULT_CMDLINE`).
-    pub default_cmdline: bool,
-    /// Host-specific command-line preset: by default (`Auto`) the one this host
-    /// needs, decided when the VM is built.
-    pub cmdline_preset: PresetChoice,
-    /// Guest memory in bytes.
-    pub mem_size: u64,
-    /// Back guest memory with the host's reserved huge pages (hugetlbfs, 2 MiB on
-    /// x86_64): fewer TLB misses and page faults, memory pinned up front.
-    pub mem_hugepages: bool,
-    /// Number of vCPUs.
-    pub vcpus: usize,
-    /// virtio-blk disks, in order (vda, vdb, ...).
-    pub disks: Vec<DiskConfig>,
-    /// virtio-net interfaces, in order (eth0, eth1, ...).
-    pub nets: Vec<NetConfig>,
-    /// A virtio-vsock device.
-    pub vsock: Option<VsockConfig>,
-    /// A virtio-rng device (entropy from the host's getrandom); on by default.
-    pub rng: bool,
+    /// What the VM is.
+    pub spec: VmSpec,
     /// Console output.
     pub console_output: ConsoleOutput,
     /// Console input.
     pub console_input: ConsoleInput,
-    /// Path of the KVM device.
-    pub kvm_path: PathBuf,
     /// Time zero of the boot timeline (process start, for the CLI).
     pub time_origin: Instant,
     /// Seccomp filters for the VM's threads (built-in lists by default).
     pub seccomp: seccomp::SeccompPolicy,
-    /// Leave the host kernel's destruction of the VM to a helper process, so that the
-    /// VM's end is not held up by it (off by default: the process forks at no point).
-    /// The helper is reparented to init, which must reap it.
-    pub async_teardown: bool,
 }
 
 impl VmConfig {
     /// A configuration with minivmm's defaults for `kernel`.
     pub fn new(kernel: impl Into<PathBuf>) -> Self {
+        Self::from_spec(VmSpec::new(kernel))
+    }
+
+    /// A configuration for `spec`, with the default runtime objects (console on
+    /// standard output, no input, built-in seccomp lists).
+    pub fn from_spec(spec: VmSpec) -> Self {
         Self {
-            kernel: kernel.into(),
-            initrd: None,
-            cmdline: None,
-            default_cmdline: true,
-            cmdline_preset: PresetChoice::Auto,
-            mem_size: DEFAULT_MEM_SIZE,
-            mem_hugepages: false,
-            vcpus: 1,
-            disks: Vec::new(),
-            nets: Vec::new(),
-            vsock: None,
-            rng: true,
+            spec,
             console_output: ConsoleOutput::Stdout,
             console_input: ConsoleInput::None,
-            kvm_path: PathBuf::from(DEFAULT_KVM_PATH),
             time_origin: Instant::now(),
             seccomp: seccomp::SeccompPolicy::Default,
-            async_teardown: false,
         }
     }
 }

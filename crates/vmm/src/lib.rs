@@ -39,6 +39,7 @@ mod pool;
 mod prepare;
 mod runner;
 pub mod sandbox;
+pub mod spec;
 mod teardown;
 pub mod timeline;
 mod validate;
@@ -47,8 +48,8 @@ mod vm_builder;
 
 pub use boot::cmdline::{Preset, PresetChoice, DEFAULT_CMDLINE};
 pub use config::{
-    parse_mac, parse_mem_size, ConsoleInput, ConsoleOutput, DiskConfig, NetConfig, VmConfig,
-    VsockConfig,
+    format_mac, parse_mac, parse_mem_size, ConsoleInput, ConsoleOutput, DiskConfig, NetConfig,
+    VmConfig, VsockConfig,
 };
 pub use console_stream::{console_stream, ConsoleSink, ConsoleStream, CONSOLE_STREAM_LIMIT};
 pub use error::{error_chain, VmmError};
@@ -61,6 +62,7 @@ pub use seccomp::{
     Filters as SeccompFilters, SeccompError, SeccompPolicy, ThreadRole as SeccompThread,
     BAD_SYSCALL_EXIT,
 };
+pub use spec::VmSpec;
 pub use timeline::{BootEvent, Timeline};
 pub use vcpu::VcpuExitReason;
 pub use vm_builder::VmBuilder;

@@ -48,7 +48,7 @@ pub(crate) fn prepare(
     }
     timeline.record(BootEvent::SeccompReady);
     let console_input = config.console_input;
-    let vsock_socket = config.vsock.as_ref().map(|v| v.socket.clone());
+    let vsock_socket = config.spec.vsock.as_ref().map(|v| v.socket.clone());
     let machine = builder::build(config, &timeline)?;
     let live = Liveness::new();
     let thread_live = live.clone();

@@ -11,26 +11,26 @@ use boot::cmdline::Preset;
 
 /// Checks `config` (booting with `preset`) as far as that is possible without KVM.
 pub(crate) fn check_config(config: &VmConfig, preset: Option<Preset>) -> Result<(), VmmError> {
-    check_size(config.mem_size, host_ram())?;
-    if config.mem_hugepages {
-        crate::memory::check_huge_pages(config.mem_size)?;
+    check_size(config.spec.mem_size, host_ram())?;
+    if config.spec.mem_hugepages {
+        crate::memory::check_huge_pages(config.spec.mem_size)?;
     }
-    check_vcpu_count(config.vcpus, arch::layout::MAX_VCPUS)?;
-    boot::check_kernel(&config.kernel)?;
-    if let Some(initrd) = &config.initrd {
+    check_vcpu_count(config.spec.vcpus, arch::layout::MAX_VCPUS)?;
+    boot::check_kernel(&config.spec.kernel)?;
+    if let Some(initrd) = &config.spec.initrd {
         let size = boot::initrd::check_initrd(initrd)?;
-        if size >= config.mem_size {
+        if size >= config.spec.mem_size {
             return Err(VmmError::InitrdBiggerThanMemory(
                 initrd.clone(),
                 size,
-                config.mem_size,
+                config.spec.mem_size,
             ));
         }
     }
     boot::cmdline::build_cmdline(
-        config.default_cmdline,
+        config.spec.default_cmdline,
         preset,
-        config.cmdline.as_deref(),
+        config.spec.cmdline.as_deref(),
         arch::layout::CMDLINE_MAX_SIZE,
     )?;
     if crate::builder::virtio_device_count(config) > MAX_DEVICES {
@@ -71,10 +71,10 @@ mod tests {
     #[test]
     fn bad_files_are_found_without_kvm() {
         let mut config = VmConfig::new("/nonexistent/vmlinux");
-        config.kvm_path = "/nonexistent/kvm".into();
+        config.spec.kvm_path = "/nonexistent/kvm".into();
         let err = check_config(&config, None).unwrap_err().to_string();
         assert!(err.contains("cannot read /nonexistent/vmlinux"), "{err}");
-        config.mem_size = 0;
+        config.spec.mem_size = 0;
         let err = check_config(&config, None).unwrap_err().to_string();
         assert!(err.contains("too small"), "{err}");
     }

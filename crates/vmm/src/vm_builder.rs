@@ -20,8 +20,8 @@ use std::time::Instant;
 ///     .vcpus(2)
 ///     .disk(DiskConfig::new("rootfs.ext4"))
 ///     .console_stream();
-/// assert_eq!(builder.config().mem_size, 512 << 20);
-/// assert_eq!(builder.config().disks.len(), 1);
+/// assert_eq!(builder.config().spec.mem_size, 512 << 20);
+/// assert_eq!(builder.config().spec.disks.len(), 1);
 /// // builder.start()? boots it (that needs /dev/kvm and the files).
 /// ```
 pub struct VmBuilder {
@@ -51,13 +51,13 @@ impl VmBuilder {
 
     /// Initial ramdisk.
     pub fn initrd(mut self, path: impl Into<PathBuf>) -> Self {
-        self.config.initrd = Some(path.into());
+        self.config.spec.initrd = Some(path.into());
         self
     }
 
     /// Arguments appended to the kernel command line (several calls add up).
     pub fn cmdline(mut self, args: &str) -> Self {
-        self.config.cmdline = Some(match self.config.cmdline.take() {
+        self.config.spec.cmdline = Some(match self.config.spec.cmdline.take() {
             Some(old) => format!("{old} {args}"),
             None => args.to_string(),
         });
@@ -66,20 +66,20 @@ impl VmBuilder {
 
     /// Leaves out minivmm's default command line (`console=ttyS0 reboot=k ...`).
     pub fn no_default_cmdline(mut self) -> Self {
-        self.config.default_cmdline = false;
+        self.config.spec.default_cmdline = false;
         self
     }
 
     /// Which host-specific set of kernel arguments to add: a [`Preset`](crate::Preset), or a
     /// [`PresetChoice`] (`Auto`, the default, decides from the host; `Off` adds none).
     pub fn cmdline_preset(mut self, preset: impl Into<PresetChoice>) -> Self {
-        self.config.cmdline_preset = preset.into();
+        self.config.spec.cmdline_preset = preset.into();
         self
     }
 
     /// Guest memory in bytes.
     pub fn memory(mut self, bytes: u64) -> Self {
-        self.config.mem_size = bytes;
+        self.config.spec.mem_size = bytes;
         self
     }
 
@@ -91,44 +91,44 @@ impl VmBuilder {
     /// Backs guest memory with the host's reserved huge pages (see
     /// [`VmConfig::mem_hugepages`]).
     pub fn hugepages(mut self, on: bool) -> Self {
-        self.config.mem_hugepages = on;
+        self.config.spec.mem_hugepages = on;
         self
     }
 
     /// Leaves the host kernel's destruction of the VM to a helper process (see
     /// [`VmConfig::async_teardown`]): the VM's end, and `wait()`, do not wait for it.
     pub fn async_teardown(mut self, on: bool) -> Self {
-        self.config.async_teardown = on;
+        self.config.spec.async_teardown = on;
         self
     }
 
     /// Number of vCPUs.
     pub fn vcpus(mut self, count: usize) -> Self {
-        self.config.vcpus = count;
+        self.config.spec.vcpus = count;
         self
     }
 
     /// Adds a virtio-blk disk (vda, vdb, ... in order).
     pub fn disk(mut self, disk: DiskConfig) -> Self {
-        self.config.disks.push(disk);
+        self.config.spec.disks.push(disk);
         self
     }
 
     /// Adds a virtio-vsock device (one per VM; a second call replaces the first).
     pub fn vsock(mut self, vsock: VsockConfig) -> Self {
-        self.config.vsock = Some(vsock);
+        self.config.spec.vsock = Some(vsock);
         self
     }
 
     /// Gives the guest a virtio-rng device (on by default).
     pub fn rng(mut self, on: bool) -> Self {
-        self.config.rng = on;
+        self.config.spec.rng = on;
         self
     }
 
     /// Adds a virtio-net interface on a tap (eth0, eth1, ... in order).
     pub fn net(mut self, net: NetConfig) -> Self {
-        self.config.nets.push(net);
+        self.config.spec.nets.push(net);
         self
     }
 
@@ -153,7 +153,7 @@ impl VmBuilder {
 
     /// Path of the KVM device (default `/dev/kvm`).
     pub fn kvm_device(mut self, path: impl Into<PathBuf>) -> Self {
-        self.config.kvm_path = path.into();
+        self.config.spec.kvm_path = path.into();
         self
     }
 

@@ -5,6 +5,7 @@ pub mod fdt;
 pub mod gic;
 pub mod layout;
 pub mod regs;
+pub mod vm_state;
 
 use vm_memory::GuestAddress;
 

@@ -9,6 +9,7 @@ pub mod layout;
 pub mod mptable;
 pub mod paging;
 pub mod regs;
+pub mod vm_state;
 
 use kvm_bindings::{kvm_pit_config, CpuId, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::{VcpuFd, VmFd};

@@ -125,8 +125,8 @@ pub(crate) fn load_payload(
         .unwrap_or(DRAM_START);
     // The FDT goes at the end of RAM, 2 MiB aligned (and so 8-byte aligned).
     let fdt_addr = ram_end.saturating_sub(FDT_MAX_SIZE) & !(FDT_MAX_SIZE - 1);
-    let kernel = boot::load_kernel(memory, &config.kernel, DRAM_START, fdt_addr)?;
-    let initrd = match &config.initrd {
+    let kernel = boot::load_kernel(memory, &config.spec.kernel, DRAM_START, fdt_addr)?;
+    let initrd = match &config.spec.initrd {
         Some(path) => {
             let (addr, size) = boot::initrd::load_initrd(memory, path, kernel.end, fdt_addr)?;
             Some((addr.raw_value(), size))
@@ -134,9 +134,9 @@ pub(crate) fn load_payload(
         None => None,
     };
     let cmdline = boot::cmdline::build_cmdline(
-        config.default_cmdline,
+        config.spec.default_cmdline,
         preset,
-        config.cmdline.as_deref(),
+        config.spec.cmdline.as_deref(),
         CMDLINE_MAX_SIZE,
     )?;
     let cmdline = cmdline

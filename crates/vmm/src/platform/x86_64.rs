@@ -80,14 +80,14 @@ pub(crate) fn load_payload(
     _state: &ArchState,
 ) -> Result<BootEntry, VmmError> {
     let low_end = arch::low_memory_end(memory);
-    let kernel = boot::load_kernel(memory, &config.kernel, low_end)?;
+    let kernel = boot::load_kernel(memory, &config.spec.kernel, low_end)?;
     let initrd_top = kernel
         .setup_header
         .map(|h| u64::from(h.initrd_addr_max) + 1)
         .filter(|max| *max > 1)
         .unwrap_or(u64::from(u32::MAX))
         .min(low_end);
-    let initrd = match &config.initrd {
+    let initrd = match &config.spec.initrd {
         Some(path) => {
             let (addr, size) = boot::initrd::load_initrd(memory, path, kernel.end, initrd_top)?;
             Some(InitrdRange { addr, size })
@@ -95,9 +95,9 @@ pub(crate) fn load_payload(
         None => None,
     };
     let mut cmdline = boot::cmdline::build_cmdline(
-        config.default_cmdline,
+        config.spec.default_cmdline,
         preset,
-        config.cmdline.as_deref(),
+        config.spec.cmdline.as_deref(),
         CMDLINE_MAX_SIZE,
     )?;
     for d in devices {

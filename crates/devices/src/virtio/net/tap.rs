@@ -79,7 +79,8 @@ fn ifreq_for(name: &str) -> libc::ifreq {
     req
 }
 
-fn valid_name(name: &str) -> bool {
+/// True when `name` is a name the kernel takes for a network interface.
+pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() < libc::IFNAMSIZ
         && name != "."

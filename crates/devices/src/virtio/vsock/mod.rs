@@ -119,6 +119,12 @@ struct Active {
     interrupt: VirtioInterrupt,
 }
 
+/// True when `cid` is a context ID a guest may have (not 0-2, which are reserved,
+/// and within 32 bits, less the wildcard `u32::MAX`).
+pub fn valid_cid(cid: u64) -> bool {
+    (3..u64::from(u32::MAX)).contains(&cid)
+}
+
 /// A virtio-vsock device.
 pub struct Vsock {
     cid: u64,
@@ -132,7 +138,7 @@ impl Vsock {
     /// A device for a guest with context ID `cid` whose host side listens on `path`,
     /// with at most `max_conns` connections at once.
     pub fn new(cid: u64, path: &Path, max_conns: usize) -> Result<Self, VsockError> {
-        if !(3..u64::from(u32::MAX)).contains(&cid) {
+        if !valid_cid(cid) {
             return Err(VsockError::BadCid(cid));
         }
         let counters = Arc::new(VsockCounters::default());
