@@ -3,11 +3,11 @@
 
 use crate::config_file::FileConfig;
 use clap::Parser;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 use vmm::{
-    ConsoleInput, ConsoleOutput, DiskConfig, NetConfig, PresetChoice, SeccompPolicy, VmConfig,
-    VsockConfig,
+    ConsoleInput, ConsoleOutput, DiskConfig, NetConfig, PresetChoice, SeccompPolicy, VmBuilder,
+    VmConfig, VsockConfig,
 };
 
 /// Boot a Linux guest in a KVM microVM.
@@ -27,6 +27,15 @@ pub struct Cli {
     /// Print the effective configuration as JSON (usable with --config) and exit.
     #[arg(long)]
     pub print_config: bool,
+
+    /// Continue the VM snapshotted into DIR (its description comes from the
+    /// snapshot; console, log and seccomp options still apply).
+    #[arg(long, value_name = "DIR", conflicts_with_all = [
+        "config", "print_config", "kernel", "initrd", "cmdline", "no_default_cmdline",
+        "cmdline_preset", "mem", "mem_hugepages", "cpus", "disks", "nets", "vsock", "rng",
+        "kvm_device", "async_teardown",
+    ])]
+    pub restore: Option<PathBuf>,
 
     /// Guest kernel: an uncompressed ELF vmlinux or a bzImage (detected from the file).
     #[arg(long, value_name = "FILE")]
@@ -239,14 +248,30 @@ impl Effective {
             return Err("no kernel: give --kernel FILE (or \"kernel\" in the config file)".into());
         }
         let mut c = VmConfig::from_spec(self.file.spec.clone());
-        c.console_output = match &self.file.front.console_log {
-            Some(path) => ConsoleOutput::File(path.clone()),
-            None => ConsoleOutput::Stdout,
-        };
+        c.console_output = self.console_output();
         c.console_input = ConsoleInput::Stdin;
         c.time_origin = origin;
         c.seccomp = self.seccomp_policy()?;
         Ok(c)
+    }
+
+    /// The builder of a VM restored from `dir`, with these options' runtime settings
+    /// (console, seccomp, time origin).
+    pub fn restore_builder(&self, dir: &Path, origin: Instant) -> Result<VmBuilder, String> {
+        let seccomp = self.seccomp_policy()?;
+        let builder = VmBuilder::restore(dir).map_err(|e| vmm::error_chain(&e))?;
+        Ok(builder
+            .console(self.console_output())
+            .console_input(ConsoleInput::Stdin)
+            .seccomp(seccomp)
+            .time_origin(origin))
+    }
+
+    fn console_output(&self) -> ConsoleOutput {
+        match &self.file.front.console_log {
+            Some(path) => ConsoleOutput::File(path.clone()),
+            None => ConsoleOutput::Stdout,
+        }
     }
 
     /// The seccomp policy: off, a filter file, or the built-in lists.

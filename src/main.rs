@@ -81,8 +81,12 @@ fn main() -> ExitCode {
         println!("{}", effective.file.to_json());
         return ExitCode::SUCCESS;
     }
-    let config = match effective.to_config(origin) {
-        Ok(c) => c,
+    let builder = match &cli.restore {
+        Some(dir) => effective.restore_builder(dir, origin),
+        None => effective.to_config(origin).map(VmBuilder::from_config),
+    };
+    let builder = match builder {
+        Ok(b) => b,
         Err(e) => {
             eprintln!("minivmm: error: {e}");
             return ExitCode::FAILURE;
@@ -95,7 +99,7 @@ fn main() -> ExitCode {
 
     // The main thread's own filter, compiled now (it reads the filter file) and
     // installed once the VM runs.
-    let main_filter = match vmm::SeccompFilters::new(&config.seccomp) {
+    let main_filter = match vmm::SeccompFilters::new(&builder.config().seccomp) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("minivmm: error: {}", error_chain(&e));
@@ -105,7 +109,7 @@ fn main() -> ExitCode {
     if STOP_SIGNAL.load(Ordering::SeqCst) != 0 {
         return stopped_by(STOP_SIGNAL.load(Ordering::SeqCst));
     }
-    let handle = match VmBuilder::from_config(config).start() {
+    let handle = match builder.start() {
         Ok(h) => h,
         Err(e) => {
             eprintln!("minivmm: error: {}", error_chain(&e));

@@ -12,7 +12,7 @@
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
 #[cfg(target_arch = "aarch64")]
-pub use crate::aarch64::{guest_memory_regions, layout, ArchError};
+pub use crate::aarch64::{guest_memory_regions, layout, vm_state, ArchError};
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
 #[cfg(target_arch = "x86_64")]

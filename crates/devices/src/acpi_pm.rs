@@ -145,6 +145,28 @@ impl BusDevice for AcpiPmDevice {
     }
 }
 
+/// The PM registers, for snapshots.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AcpiPmState {
+    /// PM1 status, enable and control, and the reset register.
+    pub regs: Vec<u8>,
+}
+
+impl AcpiPmDevice {
+    /// The state a snapshot keeps.
+    pub fn save(&self) -> AcpiPmState {
+        AcpiPmState {
+            regs: self.regs.to_vec(),
+        }
+    }
+
+    /// Takes `state` back (registers beyond the device's are ignored).
+    pub fn restore(&mut self, state: &AcpiPmState) {
+        let n = state.regs.len().min(SIZE);
+        self.regs[..n].copy_from_slice(&state.regs[..n]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -140,6 +140,43 @@ impl BusDevice for I8042Device {
     }
 }
 
+/// The controller's guest-visible state, for snapshots.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct I8042State {
+    /// Controller configuration byte.
+    pub ctr: u8,
+    /// Output port (A20, reset line).
+    pub output_port: u8,
+    /// The last write went to the command port.
+    pub last_was_command: bool,
+    /// A command waiting for its data byte.
+    pub pending: Option<u8>,
+    /// Bytes waiting in the output buffer.
+    pub output: Vec<u8>,
+}
+
+impl I8042Device {
+    /// The state a snapshot keeps.
+    pub fn save(&self) -> I8042State {
+        I8042State {
+            ctr: self.ctr,
+            output_port: self.output_port,
+            last_was_command: self.last_was_command,
+            pending: self.pending,
+            output: self.output.iter().copied().collect(),
+        }
+    }
+
+    /// Takes `state` back (the output buffer cut to its capacity).
+    pub fn restore(&mut self, state: &I8042State) {
+        self.ctr = state.ctr;
+        self.output_port = state.output_port;
+        self.last_was_command = state.last_was_command;
+        self.pending = state.pending;
+        self.output = state.output.iter().take(OUTPUT_CAPACITY).copied().collect();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

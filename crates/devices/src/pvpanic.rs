@@ -51,6 +51,18 @@ impl BusDevice for PvPanic {
     }
 }
 
+impl PvPanic {
+    /// Whether the guest already reported a panic (the snapshot's whole state).
+    pub fn save(&self) -> bool {
+        self.reported
+    }
+
+    /// Takes the reported flag back.
+    pub fn restore(&mut self, reported: bool) {
+        self.reported = reported;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

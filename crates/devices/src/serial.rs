@@ -91,6 +91,104 @@ impl BusDevice for SerialDevice {
     }
 }
 
+/// The UART's registers and receive FIFO, for snapshots (vm-superio's `SerialState`,
+/// which has no serde form).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SerialSnapshot {
+    /// Divisor latch, low and high bytes.
+    pub baud_divisor: [u8; 2],
+    /// Interrupt enable register.
+    pub interrupt_enable: u8,
+    /// Interrupt identification register.
+    pub interrupt_identification: u8,
+    /// Line control register.
+    pub line_control: u8,
+    /// Line status register.
+    pub line_status: u8,
+    /// Modem control register.
+    pub modem_control: u8,
+    /// Modem status register.
+    pub modem_status: u8,
+    /// Scratch register.
+    pub scratch: u8,
+    /// Bytes the guest has not read yet.
+    pub in_buffer: Vec<u8>,
+}
+
+/// Why a UART state cannot be taken back.
+#[derive(Debug, thiserror::Error)]
+pub enum SerialRestoreError {
+    /// The interrupt eventfd could not be duplicated.
+    #[error("serial: duplicating its interrupt eventfd: {0}")]
+    Eventfd(#[source] std::io::Error),
+    /// More input bytes than the UART's receive FIFO holds.
+    #[error("serial: the saved receive FIFO holds {0} bytes, the UART {UART_FIFO}")]
+    FifoTooLong(usize),
+    /// vm-superio could not raise the restored interrupt (the console output is
+    /// discarded from then on).
+    #[error("serial: raising the restored interrupt: {0:?}")]
+    State(vm_superio::serial::Error<std::io::Error>),
+}
+
+/// The 16550A's receive FIFO.
+const UART_FIFO: usize = 64;
+
+impl SerialDevice {
+    /// The state a snapshot keeps.
+    pub fn save(&self) -> SerialSnapshot {
+        let s = self.serial.state();
+        SerialSnapshot {
+            baud_divisor: [s.baud_divisor_low, s.baud_divisor_high],
+            interrupt_enable: s.interrupt_enable,
+            interrupt_identification: s.interrupt_identification,
+            line_control: s.line_control,
+            line_status: s.line_status,
+            modem_control: s.modem_control,
+            modem_status: s.modem_status,
+            scratch: s.scratch,
+            in_buffer: s.in_buffer,
+        }
+    }
+
+    /// Takes `state` back, keeping this UART's interrupt and output.
+    pub fn restore(&mut self, state: &SerialSnapshot) -> Result<(), SerialRestoreError> {
+        let dup = || {
+            self.serial
+                .interrupt_evt()
+                .event_fd()
+                .try_clone()
+                .map(EventFdTrigger::new)
+                .map_err(SerialRestoreError::Eventfd)
+        };
+        if state.in_buffer.len() > UART_FIFO {
+            return Err(SerialRestoreError::FifoTooLong(state.in_buffer.len()));
+        }
+        let (placeholder, trigger) = (dup()?, dup()?);
+        let sink: ConsoleWriter = Box::new(std::io::sink());
+        let old = std::mem::replace(&mut self.serial, Serial::new(placeholder, UartOut(sink)));
+        let out = old.into_writer();
+        let s = vm_superio::serial::SerialState {
+            baud_divisor_low: state.baud_divisor[0],
+            baud_divisor_high: state.baud_divisor[1],
+            interrupt_enable: state.interrupt_enable,
+            interrupt_identification: state.interrupt_identification,
+            line_control: state.line_control,
+            line_status: state.line_status,
+            modem_control: state.modem_control,
+            modem_status: state.modem_status,
+            scratch: state.scratch,
+            in_buffer: state.in_buffer.clone(),
+        };
+        match Serial::from_state(&s, trigger, NoEvents, out) {
+            Ok(serial) => {
+                self.serial = serial;
+                Ok(())
+            }
+            Err(e) => Err(SerialRestoreError::State(e)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

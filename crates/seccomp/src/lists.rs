@@ -149,7 +149,9 @@ fn events() -> Vec<Entry> {
     let mut list = common();
     // FIONBIO: vsock makes the host connections it accepts non-blocking.
     #[allow(clippy::unnecessary_cast)]
-    list.push(ioctls(vec![libc::FIONBIO as u64]));
+    let mut requests = vec![libc::FIONBIO as u64];
+    requests.extend(arch::events_ioctls());
+    list.push(ioctls(requests));
     list.extend(thread_signals(&[vmm_sys_util::signal::SIGRTMIN() as u64]));
     list.extend([
         any(libc::SYS_epoll_create1),

@@ -60,7 +60,8 @@ impl Vcpu {
         // guard ends before `self.fd` can be dropped.
         let _kicks = kick::ImmediateExitGuard::register(immediate_exit);
         loop {
-            self.ctx.state.park_while_paused();
+            let (id, fd) = (self.id, &mut self.fd);
+            self.ctx.state.park_and_serve(|job| job.serve(id, fd));
             if self.ctx.state.stop_requested() {
                 return VcpuExitReason::Stopped;
             }

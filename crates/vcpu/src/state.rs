@@ -2,8 +2,9 @@
 //! and pausing both kick the threads out of KVM_RUN (see [`crate::kick_signal`]); a
 //! paused thread waits on a condition variable until it is resumed or stopped.
 
+use crate::snapshot::SaveJob;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// Shared run state of one VM's vCPUs.
 #[derive(Debug, Default)]
@@ -12,6 +13,8 @@ pub struct RunState {
     paused: Mutex<bool>,
     wake: Condvar,
     parked: AtomicUsize,
+    /// Work for parked vCPU threads (saving their state), if any.
+    job: Mutex<Option<Arc<SaveJob>>>,
 }
 
 impl RunState {
@@ -57,15 +60,43 @@ impl RunState {
     /// Called by a vCPU thread outside KVM_RUN: waits while a pause is requested and
     /// no stop is.
     pub fn park_while_paused(&self) {
+        self.park_and_serve(|_| {});
+    }
+
+    /// As [`RunState::park_while_paused`], and while parked, runs `serve` once on each
+    /// job [`RunState::post_job`] hands out (the thread's part of it: its own vCPU).
+    pub fn park_and_serve(&self, mut serve: impl FnMut(&SaveJob)) {
         let mut paused = self.paused_guard();
         if !*paused || self.stop_requested() {
             return;
         }
         self.parked.fetch_add(1, Ordering::AcqRel);
+        let mut served: Option<Arc<SaveJob>> = None;
         while *paused && !self.stop_requested() {
+            let job = self.job.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if let Some(job) = job.filter(|j| !served.as_ref().is_some_and(|s| Arc::ptr_eq(s, j))) {
+                drop(paused);
+                serve(&job);
+                served = Some(job);
+                paused = self.paused_guard();
+                continue;
+            }
             paused = self.wake.wait(paused).unwrap_or_else(|p| p.into_inner());
         }
         self.parked.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Hands `job` to every parked vCPU thread (each serves it once), replacing any
+    /// earlier one.
+    pub fn post_job(&self, job: Arc<SaveJob>) {
+        *self.job.lock().unwrap_or_else(|p| p.into_inner()) = Some(job);
+        let _guard = self.paused_guard();
+        self.wake.notify_all();
+    }
+
+    /// Withdraws the posted job.
+    pub fn clear_job(&self) {
+        *self.job.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 

@@ -4,7 +4,7 @@
 use crate::config::VmConfig;
 use crate::console::console_writer;
 use crate::error::VmmError;
-use crate::memory::create_guest_memory;
+use crate::memory::{create_guest_memory_from, MemorySource};
 use crate::platform::{self, PlatformDevices};
 use crate::timeline::{BootEvent, Timeline};
 use crate::validate::{check_config, check_vcpu_count};
@@ -43,6 +43,12 @@ pub struct Machine {
     pub acpi_pm: Option<Arc<Mutex<devices::acpi_pm::AcpiPmDevice>>>,
     /// Devices the event loop polls.
     pub polled: Vec<Arc<Mutex<dyn devices::Polled>>>,
+    /// The platform devices a snapshot saves.
+    pub(crate) legacy: platform::LegacyHandles,
+    /// The MSRs a snapshot saves, or why this host cannot take snapshots.
+    pub snapshot_msrs: Result<Vec<u32>, String>,
+    /// The description the VM was built from (a snapshot records it).
+    pub spec: crate::spec::VmSpec,
     /// Architecture state that must live as long as the VM (the aarch64 GIC).
     pub _arch: platform::ArchState,
     /// Guest RAM (kept alive while the VM fd exists).
@@ -74,11 +80,29 @@ fn check_vcpus(kvm: &Kvm, requested: usize) -> Result<u8, VmmError> {
     check_vcpu_count(requested, kvm.get_max_vcpus().min(arch::layout::MAX_VCPUS))
 }
 
-/// Builds the VM described by `config`, recording milestones on `timeline`.
-pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmError> {
+/// How a built machine's guest starts.
+pub(crate) enum Start<'a> {
+    /// Boot the kernel the configuration names.
+    Boot,
+    /// Continue from a snapshot: its state, and its memory file (mapped, not read).
+    Restore {
+        /// The snapshot's state file, parsed and checked.
+        state: &'a crate::snapshot::SnapshotState,
+        /// Its memory file.
+        memory: &'a std::fs::File,
+    },
+}
+
+/// Builds the VM described by `config`, its guest booted or restored per `start`,
+/// recording milestones on `timeline`.
+pub(crate) fn build_machine(
+    mut config: VmConfig,
+    timeline: &Timeline,
+    start: Start,
+) -> Result<Machine, VmmError> {
     // Everything that needs no KVM first: bad input gets the same answer on any host.
     let preset = crate::host::resolve_preset(config.spec.cmdline_preset);
-    check_config(&config, preset)?;
+    check_config(&config, preset, matches!(start, Start::Boot))?;
     // Host resources next (disk images, taps): a bad path or a missing tap is named
     // the same way with or without KVM; they are released if anything below fails.
     let models = virtio_device_models(&config)?;
@@ -91,7 +115,16 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
     // Memory slots go in before the in-kernel irqchip: with the irqchip present every
     // slot update waits for an expedited SRCU grace period (measured 4-6 ms per slot
     // on nested hosts, 0.2 ms without).
-    let memory = create_guest_memory(&vm_fd, config.spec.mem_size, config.spec.mem_hugepages)?;
+    let source = match &start {
+        Start::Boot => MemorySource::Anonymous {
+            huge: config.spec.mem_hugepages,
+        },
+        Start::Restore { state, memory } => MemorySource::File {
+            file: memory,
+            regions: &state.memory,
+        },
+    };
+    let memory = create_guest_memory_from(&vm_fd, config.spec.mem_size, source)?;
     timeline.record(BootEvent::MemoryMapped);
     let teardown = config
         .spec
@@ -115,6 +148,7 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
         panic_evt,
         acpi_pm,
         polled,
+        legacy,
     } = platform::attach_devices(&vm_fd, console, timeline)?;
 
     let mut virtio = Vec::new();
@@ -127,9 +161,17 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
     }
 
     timeline.record(BootEvent::DevicesAttached);
-    let boot = platform::load_payload(&config, preset, &memory, vcpu_count, &infos, &arch_state)?;
-    timeline.record(BootEvent::KernelLoaded);
-    platform::configure_vcpus(&kvm, &vcpu_fds, &memory, &boot)?;
+    match start {
+        Start::Boot => {
+            let boot =
+                platform::load_payload(&config, preset, &memory, vcpu_count, &infos, &arch_state)?;
+            timeline.record(BootEvent::KernelLoaded);
+            platform::configure_vcpus(&kvm, &vcpu_fds, &memory, &boot)?;
+        }
+        Start::Restore { state, .. } => {
+            crate::snapshot::apply(state, &vm_fd, &vcpu_fds, &legacy, &virtio)?;
+        }
+    }
     timeline.record(BootEvent::VcpusConfigured);
 
     let state = Arc::new(RunState::new());
@@ -162,6 +204,9 @@ pub fn build(mut config: VmConfig, timeline: &Timeline) -> Result<Machine, VmmEr
         state,
         acpi_pm,
         polled,
+        legacy,
+        snapshot_msrs: vcpu::snapshot::snapshot_support(&kvm).map_err(|e| e.to_string()),
+        spec: config.spec.clone(),
         _arch: arch_state,
         memory,
         vm_fd,

@@ -18,6 +18,8 @@ pub(crate) enum Request {
     Resume,
     /// Press the ACPI power button.
     PowerButton,
+    /// Save the paused VM's state (left in the handle's snapshot slot).
+    Snapshot,
 }
 
 /// The outcome the event loop sends back.
@@ -78,6 +80,7 @@ fn request_name(request: Request) -> &'static str {
         Request::Pause => "pause",
         Request::Resume => "resume",
         Request::PowerButton => "power button",
+        Request::Snapshot => "snapshot",
     }
 }
 

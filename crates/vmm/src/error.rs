@@ -99,6 +99,15 @@ pub enum VmmError {
     /// A running VM did not do what its handle asked.
     #[error("the VM refused {0}: {1}")]
     Refused(&'static str, String),
+    /// A snapshot could not be taken.
+    #[error("snapshot: {0}")]
+    Snapshot(String),
+    /// A snapshot file could not be written or read.
+    #[error("snapshot: {0} {p}: {2}", p = .1.display())]
+    SnapshotIo(&'static str, PathBuf, #[source] std::io::Error),
+    /// A snapshot's state file is not one this minivmm reads.
+    #[error("snapshot: {0}")]
+    SnapshotFormat(#[from] snapshot::SnapshotError),
     /// The event manager could not be created.
     #[error("cannot create the event loop: {0:?}")]
     EventManager(event_manager::Error),

@@ -5,6 +5,7 @@ use crate::control::{ControlSender, Request};
 use crate::error::VmmError;
 use crate::exit::{ExitReason, VmExit};
 use crate::sandbox::{ExecOutput, ExecRequest, Liveness, Sandbox, SandboxError, Session, Version};
+use crate::snapshot::SnapshotSlot;
 use crate::timeline::Timeline;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -14,6 +15,8 @@ use vmm_sys_util::eventfd::EventFd;
 
 /// How long a control request may wait for the event loop.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
+/// A snapshot writes guest memory before it answers (a second per GiB or so).
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A running VM. Dropping it stops the VM and waits until its threads, descriptors,
 /// memory and the taps it created are gone.
@@ -25,6 +28,7 @@ pub struct VmHandle {
     console: Option<ConsoleStream>,
     vsock_socket: Option<PathBuf>,
     live: Liveness,
+    snapshots: Option<SnapshotSlot>,
 }
 
 impl VmHandle {
@@ -43,7 +47,13 @@ impl VmHandle {
             console,
             vsock_socket: None,
             live: Liveness::new(),
+            snapshots: None,
         }
+    }
+
+    pub(crate) fn with_snapshots(mut self, slot: SnapshotSlot) -> Self {
+        self.snapshots = Some(slot);
+        self
     }
 
     pub(crate) fn with_agent(mut self, vsock_socket: Option<PathBuf>, live: Liveness) -> Self {
@@ -130,6 +140,19 @@ impl VmHandle {
     /// once all are parked.
     pub fn pause(&self) -> Result<(), VmmError> {
         self.control.call(Request::Pause, CONTROL_TIMEOUT)
+    }
+
+    /// Writes a snapshot of the paused VM into `dir` (created if missing): its state
+    /// file and guest memory (see [`crate::snapshot`]). The VM stays paused; resume
+    /// it or stop it afterwards. Refused while the VM runs, on hosts or guests a
+    /// snapshot cannot cover (aarch64, AMX state, virtio devices in use).
+    pub fn snapshot(&self, dir: &Path) -> Result<(), VmmError> {
+        let Some(slot) = &self.snapshots else {
+            return Err(VmmError::NotRunning);
+        };
+        crate::snapshot::take(dir, slot, || {
+            self.control.call(Request::Snapshot, SNAPSHOT_TIMEOUT)
+        })
     }
 
     /// Releases the vCPUs parked by [`VmHandle::pause`].

@@ -39,6 +39,7 @@ mod pool;
 mod prepare;
 mod runner;
 pub mod sandbox;
+pub mod snapshot;
 pub mod spec;
 mod teardown;
 pub mod timeline;
@@ -79,5 +80,5 @@ impl Vm {
 }
 
 fn start(config: VmConfig, console: Option<ConsoleStream>) -> Result<VmHandle, VmmError> {
-    Ok(prepare::prepare(config, console)?.release())
+    Ok(prepare::prepare(config, console, None)?.release())
 }

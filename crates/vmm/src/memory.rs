@@ -1,9 +1,11 @@
-//! Guest RAM: allocated with vm-memory as anonymous mappings and registered with KVM.
+//! Guest RAM: allocated with vm-memory as anonymous mappings (or, for a restored
+//! snapshot, private mappings of its memory file) and registered with KVM.
 
 use crate::error::VmmError;
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
 use vm_memory::mmap::MmapRegionBuilder;
+use vm_memory::FileOffset;
 use vm_memory::{
     Address, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, GuestRegionMmap,
 };
@@ -98,6 +100,76 @@ fn map_region(base: GuestAddress, len: usize, huge: bool) -> Result<GuestRegionM
     GuestRegionMmap::new(mapping, base).ok_or_else(|| "region overflows the address space".into())
 }
 
+/// Where guest RAM comes from.
+pub(crate) enum MemorySource<'a> {
+    /// Fresh anonymous memory, from huge pages when `huge`.
+    Anonymous {
+        /// Use the host's reserved huge pages.
+        huge: bool,
+    },
+    /// A snapshot's memory file, mapped private: nothing is copied, pages are read on
+    /// first touch, and clones of one snapshot share the page cache.
+    File {
+        /// The memory file.
+        file: &'a std::fs::File,
+        /// Each region's guest address, length and offset in the file.
+        regions: &'a [crate::snapshot::MemoryRegion],
+    },
+}
+
+/// Maps `len` bytes of `file` at `offset`, private (the guest's writes stay in this
+/// process).
+fn map_file_region(
+    base: GuestAddress,
+    len: usize,
+    file: &std::fs::File,
+    offset: u64,
+) -> Result<GuestRegionMmap, String> {
+    let file = file.try_clone().map_err(|e| e.to_string())?;
+    let mapping = MmapRegionBuilder::new(len)
+        .with_file_offset(FileOffset::new(file, offset))
+        .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
+        .with_mmap_flags(libc::MAP_PRIVATE | libc::MAP_NORESERVE)
+        .build()
+        .map_err(|e| e.to_string())?;
+    GuestRegionMmap::new(mapping, base).ok_or_else(|| "region overflows the address space".into())
+}
+
+/// Maps guest RAM of `size` bytes from `source`, split around the MMIO gap (a file's
+/// regions must be that layout), and registers every region with KVM as one slot.
+pub(crate) fn create_guest_memory_from(
+    vm: &VmFd,
+    size: u64,
+    source: MemorySource,
+) -> Result<GuestMemoryMmap, VmmError> {
+    match source {
+        MemorySource::Anonymous { huge } => create_guest_memory(vm, size, huge),
+        MemorySource::File { file, regions } => {
+            let layout = arch::guest_memory_regions(size);
+            let matches = layout.len() == regions.len()
+                && layout
+                    .iter()
+                    .zip(regions)
+                    .all(|((base, len), r)| base.0 == r.guest_addr && *len as u64 == r.size);
+            if !matches {
+                return Err(VmmError::Snapshot(format!(
+                    "its memory regions do not match a {size}-byte guest"
+                )));
+            }
+            let mut mapped = Vec::new();
+            for ((base, len), r) in layout.into_iter().zip(regions) {
+                let region = map_file_region(base, len, file, r.file_offset)
+                    .map_err(|e| VmmError::GuestMemory(size, e))?;
+                mapped.push(region);
+            }
+            let mem = GuestMemoryMmap::from_regions(mapped)
+                .map_err(|e| VmmError::GuestMemory(size, e.to_string()))?;
+            register_slots(vm, &mem)?;
+            Ok(mem)
+        }
+    }
+}
+
 /// Allocates `size` bytes of guest RAM (from huge pages when `huge`), split around the
 /// MMIO gap, and registers every region with KVM as one memory slot.
 pub fn create_guest_memory(vm: &VmFd, size: u64, huge: bool) -> Result<GuestMemoryMmap, VmmError> {
@@ -118,6 +190,12 @@ pub fn create_guest_memory(vm: &VmFd, size: u64, huge: bool) -> Result<GuestMemo
     }
     let mem = GuestMemoryMmap::from_regions(regions)
         .map_err(|e| VmmError::GuestMemory(size, e.to_string()))?;
+    register_slots(vm, &mem)?;
+    Ok(mem)
+}
+
+/// Registers every region of `mem` with KVM, one slot each.
+fn register_slots(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), VmmError> {
     for (slot, region) in mem.iter().enumerate() {
         let kvm_region = kvm_userspace_memory_region {
             slot: slot as u32,
@@ -130,7 +208,7 @@ pub fn create_guest_memory(vm: &VmFd, size: u64, huge: bool) -> Result<GuestMemo
         // alive for as long as the VM fd exists; slots do not overlap.
         unsafe { vm.set_user_memory_region(kvm_region) }.map_err(VmmError::SetMemoryRegion)?;
     }
-    Ok(mem)
+    Ok(())
 }
 
 #[cfg(test)]

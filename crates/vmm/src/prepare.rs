@@ -39,6 +39,7 @@ impl PreparedVm {
 pub(crate) fn prepare(
     config: VmConfig,
     console: Option<ConsoleStream>,
+    restore: Option<&crate::snapshot::Restore>,
 ) -> Result<PreparedVm, VmmError> {
     vcpu::install_kick_handler().map_err(VmmError::KickHandler)?;
     let timeline = Timeline::new(config.time_origin);
@@ -49,7 +50,14 @@ pub(crate) fn prepare(
     timeline.record(BootEvent::SeccompReady);
     let console_input = config.console_input;
     let vsock_socket = config.spec.vsock.as_ref().map(|v| v.socket.clone());
-    let machine = builder::build(config, &timeline)?;
+    let start = match restore {
+        None => builder::Start::Boot,
+        Some(r) => builder::Start::Restore {
+            state: &r.state,
+            memory: &r.memory,
+        },
+    };
+    let machine = builder::build_machine(config, &timeline, start)?;
     let live = Liveness::new();
     let thread_live = live.clone();
     let stop_evt = EventFd::new(EFD_NONBLOCK).map_err(VmmError::EventFd)?;
@@ -64,6 +72,7 @@ pub(crate) fn prepare(
         &filters,
     )?;
     let state = running.state();
+    let snapshot_slot = running.snapshot_slot();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("minivmm-events".into())
@@ -85,7 +94,8 @@ pub(crate) fn prepare(
         })
         .map_err(|e| VmmError::SpawnThread("event loop", e))?;
     let handle = VmHandle::new(handle_evt, control, thread, timeline, console)
-        .with_agent(vsock_socket, live);
+        .with_agent(vsock_socket, live)
+        .with_snapshots(snapshot_slot);
     match ready_rx.recv() {
         Ok(Ok(())) => {
             handle.timeline().record(BootEvent::ThreadsStarted);

@@ -76,6 +76,8 @@ pub(crate) struct Running {
     timeline: Timeline,
     /// The command-line preset the guest booted with.
     preset: Option<boot::cmdline::Preset>,
+    /// What a snapshot request needs.
+    snapshot: crate::snapshot::SnapshotSource,
 }
 
 /// The parts of a machine that outlive the vCPU threads.
@@ -236,6 +238,13 @@ pub(crate) fn launch(
         io.stop_all();
         return Err(e);
     }
+    let snapshot = crate::snapshot::SnapshotSource {
+        spec: machine.spec,
+        legacy: machine.legacy,
+        transports: machine.virtio.iter().map(|s| s.transport.clone()).collect(),
+        msrs: machine.snapshot_msrs,
+        out: Arc::default(),
+    };
     let watcher = Arc::new(Mutex::new(ExitWatcher {
         fds: vec![
             (exit_evt, Cause::VcpuExited),
@@ -266,6 +275,7 @@ pub(crate) fn launch(
         console_input,
         timeline,
         preset: machine.preset,
+        snapshot,
     })
 }
 
@@ -318,6 +328,11 @@ impl Running {
     /// The vCPUs' run state.
     pub(crate) fn state(&self) -> Arc<RunState> {
         self.machine_parts.state.clone()
+    }
+
+    /// Where snapshot requests and their answers meet the handle.
+    pub(crate) fn snapshot_slot(&self) -> crate::snapshot::SnapshotSlot {
+        self.snapshot.out.clone()
     }
 
     /// Stops the vCPUs of a VM that never ran (its event loop could not start).
@@ -474,6 +489,19 @@ impl Running {
             Request::Resume => {
                 state.set_paused(false);
                 Ok(())
+            }
+            Request::Snapshot => {
+                let live = self
+                    .vcpu_threads
+                    .iter()
+                    .filter(|t| !t.is_finished())
+                    .count();
+                if !state.pause_requested() || state.parked() < live {
+                    return Err("pause the VM first".into());
+                }
+                let parts = &self.machine_parts;
+                self.snapshot
+                    .collect(&parts._vm_fd, state, live, &parts.memory)
             }
             Request::PowerButton => {
                 let Some(pm) = &self.machine_parts.acpi_pm else {

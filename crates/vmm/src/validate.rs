@@ -9,13 +9,25 @@ use crate::memory::{check_size, host_ram};
 use crate::virtio_devices::MAX_DEVICES;
 use boot::cmdline::Preset;
 
-/// Checks `config` (booting with `preset`) as far as that is possible without KVM.
-pub(crate) fn check_config(config: &VmConfig, preset: Option<Preset>) -> Result<(), VmmError> {
+/// Checks `config` (booting with `preset`) as far as that is possible without KVM; the
+/// kernel, initrd and command line only when the guest is to boot (`booting`), not
+/// when it continues from a snapshot.
+pub(crate) fn check_config(
+    config: &VmConfig,
+    preset: Option<Preset>,
+    booting: bool,
+) -> Result<(), VmmError> {
     check_size(config.spec.mem_size, host_ram())?;
     if config.spec.mem_hugepages {
         crate::memory::check_huge_pages(config.spec.mem_size)?;
     }
     check_vcpu_count(config.spec.vcpus, arch::layout::MAX_VCPUS)?;
+    if crate::builder::virtio_device_count(config) > MAX_DEVICES {
+        return Err(VmmError::TooManyDevices(MAX_DEVICES));
+    }
+    if !booting {
+        return Ok(());
+    }
     boot::check_kernel(&config.spec.kernel)?;
     if let Some(initrd) = &config.spec.initrd {
         let size = boot::initrd::check_initrd(initrd)?;
@@ -33,9 +45,6 @@ pub(crate) fn check_config(config: &VmConfig, preset: Option<Preset>) -> Result<
         config.spec.cmdline.as_deref(),
         arch::layout::CMDLINE_MAX_SIZE,
     )?;
-    if crate::builder::virtio_device_count(config) > MAX_DEVICES {
-        return Err(VmmError::TooManyDevices(MAX_DEVICES));
-    }
     Ok(())
 }
 
@@ -72,10 +81,10 @@ mod tests {
     fn bad_files_are_found_without_kvm() {
         let mut config = VmConfig::new("/nonexistent/vmlinux");
         config.spec.kvm_path = "/nonexistent/kvm".into();
-        let err = check_config(&config, None).unwrap_err().to_string();
+        let err = check_config(&config, None, true).unwrap_err().to_string();
         assert!(err.contains("cannot read /nonexistent/vmlinux"), "{err}");
         config.spec.mem_size = 0;
-        let err = check_config(&config, None).unwrap_err().to_string();
+        let err = check_config(&config, None, true).unwrap_err().to_string();
         assert!(err.contains("too small"), "{err}");
     }
 }

@@ -27,6 +27,7 @@ use std::time::Instant;
 pub struct VmBuilder {
     config: VmConfig,
     stream: bool,
+    restore: Option<crate::snapshot::Restore>,
 }
 
 impl VmBuilder {
@@ -41,7 +42,21 @@ impl VmBuilder {
         Self {
             config,
             stream: false,
+            restore: None,
         }
+    }
+
+    /// A VM that continues the snapshot in `dir` (see [`crate::VmHandle::snapshot`]):
+    /// its description comes from the snapshot, its guest memory is mapped from the
+    /// snapshot's memory file (private: nothing is copied, pages load on first touch,
+    /// and VMs restored from one snapshot share the host's page cache). A snapshot
+    /// from another minivmm version or architecture, or a damaged one, is refused
+    /// here. Runtime settings (console, seccomp, time origin) are the builder's.
+    pub fn restore(dir: impl AsRef<std::path::Path>) -> Result<Self, VmmError> {
+        let restore = crate::snapshot::open(dir.as_ref())?;
+        let mut builder = Self::from_config(VmConfig::from_spec(restore.state.spec.clone()));
+        builder.restore = Some(restore);
+        Ok(builder)
     }
 
     /// The configuration so far.
@@ -186,7 +201,7 @@ impl VmBuilder {
         } else {
             None
         };
-        crate::prepare::prepare(self.config, console)
+        crate::prepare::prepare(self.config, console, self.restore.as_ref())
     }
 }
 

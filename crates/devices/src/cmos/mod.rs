@@ -331,5 +331,38 @@ impl BusDevice for Cmos {
     }
 }
 
+/// The clock's guest-visible state, for snapshots (the time itself is the host's).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CmosState {
+    /// The selected register.
+    pub index: u8,
+    /// The 128 bytes of registers and RAM.
+    pub ram: Vec<u8>,
+    /// Register C's pending flags.
+    pub flags: u8,
+}
+
+impl Cmos {
+    /// The state a snapshot keeps.
+    pub fn save(&self) -> CmosState {
+        CmosState {
+            index: self.index,
+            ram: self.ram.to_vec(),
+            flags: self.flags,
+        }
+    }
+
+    /// Takes `state` back; update, alarm and periodic events count from now.
+    pub fn restore(&mut self, state: &CmosState) {
+        self.index = state.index & 0x7f;
+        let n = state.ram.len().min(self.ram.len());
+        self.ram[..n].copy_from_slice(&state.ram[..n]);
+        self.flags = state.flags;
+        let now = (self.clock)();
+        self.last_second = unix_seconds(now);
+        self.last_periodic = now;
+    }
+}
+
 #[cfg(test)]
 mod tests;

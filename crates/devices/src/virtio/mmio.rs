@@ -22,6 +22,8 @@ const MMIO_VERSION: u32 = 2;
 const VENDOR_ID: u32 = 0x4d56_4d4d; // "MMVM"
 const CONFIG_START: u64 = VIRTIO_MMIO_CONFIG as u64;
 
+mod state;
+pub use state::{QueueSnapshot, TransportState};
 /// A virtio device behind the virtio-mmio register interface.
 pub struct MmioTransport {
     device: Box<dyn VirtioDevice>,

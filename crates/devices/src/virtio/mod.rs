@@ -63,6 +63,12 @@ impl VirtioInterrupt {
         self.status.load(Ordering::Acquire)
     }
 
+    /// Sets the pending bits to `bits` (a restored snapshot's), without an interrupt:
+    /// the in-kernel interrupt controller's restored state carries any in flight.
+    pub fn restore_status(&self, bits: u32) {
+        self.status.store(bits, Ordering::Release);
+    }
+
     /// Clears the bits the driver acknowledged (InterruptACK).
     pub fn ack(&self, bits: u32) {
         self.status.fetch_and(!bits, Ordering::AcqRel);
@@ -143,6 +149,16 @@ pub trait VirtioDevice: Send {
     fn take_worker(&mut self) -> Option<Box<dyn DeviceWorker>> {
         None
     }
+    /// For a snapshot of an activated device: the live state of each queue, in queue
+    /// order (`None` for one the device never takes buffers from, whose register view
+    /// in the transport is current). Devices that cannot be saved while in use say
+    /// why (the default).
+    fn queue_states(&self) -> Result<Vec<Option<virtio_queue::QueueState>>, String> {
+        Err("saving it while its driver uses it is not supported yet".into())
+    }
+    /// Called once after the device was activated from a snapshot's queues, before
+    /// the guest runs again (vsock tells the guest its connections are gone).
+    fn restored(&mut self) {}
 }
 
 /// Interrupts the driver for `queue` unless it asked not to be (event index or

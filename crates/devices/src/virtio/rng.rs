@@ -133,6 +133,11 @@ impl VirtioDevice for Rng {
         crate::guest_warn!("virtio-rng: ignored config write at {offset}");
     }
 
+    fn queue_states(&self) -> Result<Vec<Option<virtio_queue::QueueState>>, String> {
+        let a = self.active.as_ref().ok_or("not activated")?;
+        Ok(vec![Some(a.queue.state())])
+    }
+
     fn activate(&mut self, a: Activation) -> Result<(), ActivateError> {
         let queue = a
             .queues

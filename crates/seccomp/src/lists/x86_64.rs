@@ -2,7 +2,11 @@
 //! requests a vCPU thread makes.
 
 use super::{any, Entry};
-use kvm_bindings::{kvm_regs, kvm_translation, KVMIO};
+use kvm_bindings::{
+    kvm_clock_data, kvm_cpuid2, kvm_debugregs, kvm_irqchip, kvm_lapic_state, kvm_mp_state,
+    kvm_msrs, kvm_pit_state2, kvm_regs, kvm_sregs, kvm_translation, kvm_vcpu_events, kvm_xcrs,
+    kvm_xsave, KVMIO,
+};
 use vmm_sys_util::{ioctl_io_nr, ioctl_ior_nr, ioctl_iowr_nr};
 
 /// seccompiler's name for this architecture.
@@ -11,6 +15,21 @@ pub(crate) const ARCH: seccompiler::TargetArch = seccompiler::TargetArch::x86_64
 ioctl_io_nr!(KVM_RUN, KVMIO, 0x80);
 ioctl_ior_nr!(KVM_GET_REGS, KVMIO, 0x81, kvm_regs);
 ioctl_iowr_nr!(KVM_TRANSLATE, KVMIO, 0x85, kvm_translation);
+// A parked vCPU saving its state for a snapshot.
+ioctl_ior_nr!(KVM_GET_SREGS, KVMIO, 0x83, kvm_sregs);
+ioctl_iowr_nr!(KVM_GET_MSRS, KVMIO, 0x88, kvm_msrs);
+ioctl_ior_nr!(KVM_GET_LAPIC, KVMIO, 0x8e, kvm_lapic_state);
+ioctl_iowr_nr!(KVM_GET_CPUID2, KVMIO, 0x91, kvm_cpuid2);
+ioctl_ior_nr!(KVM_GET_MP_STATE, KVMIO, 0x98, kvm_mp_state);
+ioctl_ior_nr!(KVM_GET_VCPU_EVENTS, KVMIO, 0x9f, kvm_vcpu_events);
+ioctl_ior_nr!(KVM_GET_DEBUGREGS, KVMIO, 0xa1, kvm_debugregs);
+ioctl_io_nr!(KVM_GET_TSC_KHZ, KVMIO, 0xa3);
+ioctl_ior_nr!(KVM_GET_XSAVE, KVMIO, 0xa4, kvm_xsave);
+ioctl_ior_nr!(KVM_GET_XCRS, KVMIO, 0xa6, kvm_xcrs);
+// The event loop saving the VM's in-kernel devices for a snapshot.
+ioctl_iowr_nr!(KVM_GET_IRQCHIP, KVMIO, 0x62, kvm_irqchip);
+ioctl_ior_nr!(KVM_GET_CLOCK, KVMIO, 0x7c, kvm_clock_data);
+ioctl_ior_nr!(KVM_GET_PIT2, KVMIO, 0x9f, kvm_pit_state2);
 
 /// Syscalls every thread may make on x86_64 only.
 pub(crate) fn common() -> Vec<Entry> {
@@ -18,9 +37,30 @@ pub(crate) fn common() -> Vec<Entry> {
 }
 
 /// KVM_RUN; KVM_GET_REGS and KVM_TRANSLATE read the failing instruction after a
-/// triple fault or emulation failure.
+/// triple fault or emulation failure; the other reads save a parked vCPU's state for
+/// a snapshot (they change nothing).
 pub(crate) fn vcpu_ioctls() -> Vec<u64> {
-    vec![KVM_RUN(), KVM_GET_REGS(), KVM_TRANSLATE()]
+    vec![
+        KVM_RUN(),
+        KVM_GET_REGS(),
+        KVM_TRANSLATE(),
+        KVM_GET_SREGS(),
+        KVM_GET_MSRS(),
+        KVM_GET_LAPIC(),
+        KVM_GET_CPUID2(),
+        KVM_GET_MP_STATE(),
+        KVM_GET_VCPU_EVENTS(),
+        KVM_GET_DEBUGREGS(),
+        KVM_GET_TSC_KHZ(),
+        KVM_GET_XSAVE(),
+        KVM_GET_XCRS(),
+    ]
+}
+
+/// The event loop's KVM requests on the VM fd: reading the in-kernel interrupt
+/// controllers, PIT and clock for a snapshot.
+pub(crate) fn events_ioctls() -> Vec<u64> {
+    vec![KVM_GET_IRQCHIP(), KVM_GET_CLOCK(), KVM_GET_PIT2()]
 }
 
 /// An I/O thread's extra syscalls: `poll` (glibc) next to `ppoll`.

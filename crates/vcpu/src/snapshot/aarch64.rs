@@ -18,3 +18,8 @@ pub fn save_vcpu(_fd: &VcpuFd, _msrs: &[u32]) -> Result<VcpuState, VcpuStateErro
 pub fn restore_vcpu(_fd: &VcpuFd, _state: &VcpuState) -> Result<(), VcpuStateError> {
     Err(VcpuStateError::Unsupported("aarch64"))
 }
+
+/// Always [`VcpuStateError::Unsupported`].
+pub fn snapshot_support(_kvm: &kvm_ioctls::Kvm) -> Result<Vec<u32>, VcpuStateError> {
+    Err(VcpuStateError::Unsupported("aarch64"))
+}

@@ -8,9 +8,12 @@ mod aarch64;
 mod x86_64;
 
 #[cfg(target_arch = "aarch64")]
-pub use aarch64::{restore_vcpu, save_vcpu, VcpuState};
+pub use aarch64::{restore_vcpu, save_vcpu, snapshot_support, VcpuState};
 #[cfg(target_arch = "x86_64")]
-pub use x86_64::{check_xsave_size, msrs_to_save, restore_vcpu, save_vcpu, VcpuState, XSAVE2_CAP};
+pub use x86_64::{
+    check_xsave_size, msrs_to_save, restore_vcpu, save_vcpu, snapshot_support, VcpuState,
+    XSAVE2_CAP,
+};
 
 /// Why a vCPU's state cannot be saved or restored.
 #[derive(Debug, thiserror::Error)]
@@ -61,5 +64,64 @@ pub fn complete_pending_io(fd: &mut kvm_ioctls::VcpuFd) -> Result<(), VcpuStateE
         // Some exit came back instead: nothing was pending that needed the guest.
         Ok(()) => Ok(()),
         Err(e) => Err(VcpuStateError::Get("pending I/O completion", e)),
+    }
+}
+
+/// A request to parked vCPU threads to save their state: each thread adds its own
+/// vCPU's result; the VMM waits until all are in.
+#[derive(Debug)]
+pub struct SaveJob {
+    msrs: Vec<u32>,
+    results: std::sync::Mutex<Vec<(u8, Result<VcpuState, VcpuStateError>)>>,
+    done: std::sync::Condvar,
+}
+
+impl SaveJob {
+    /// A job saving `msrs` (see `msrs_to_save`) with the rest of each vCPU's state.
+    pub fn new(msrs: Vec<u32>) -> Self {
+        Self {
+            msrs,
+            results: std::sync::Mutex::new(Vec::new()),
+            done: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Run by a parked vCPU thread with its own vCPU.
+    pub fn serve(&self, id: u8, fd: &mut kvm_ioctls::VcpuFd) {
+        let result = complete_pending_io(fd).and_then(|()| save_vcpu(fd, &self.msrs));
+        let mut results = self.results.lock().unwrap_or_else(|p| p.into_inner());
+        results.push((id, result));
+        self.done.notify_all();
+    }
+
+    /// Waits until `count` vCPUs have answered or `timeout` passes; the states in vCPU
+    /// order, or the first error.
+    pub fn wait(
+        &self,
+        count: usize,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<VcpuState>, String> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut results = self.results.lock().unwrap_or_else(|p| p.into_inner());
+        while results.len() < count {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(format!(
+                    "{} of {count} vCPUs saved their state within {timeout:?}",
+                    results.len()
+                ));
+            }
+            results = self
+                .done
+                .wait_timeout(results, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        let mut taken: Vec<_> = results.drain(..).collect();
+        taken.sort_by_key(|(id, _)| *id);
+        taken
+            .into_iter()
+            .map(|(id, r)| r.map_err(|e| format!("vCPU {id}: {e}")))
+            .collect()
     }
 }

@@ -43,6 +43,13 @@ pub struct VcpuState {
     pub tsc_khz: Option<u32>,
 }
 
+impl VcpuState {
+    /// The saved instruction pointer.
+    pub fn regs_rip(&self) -> u64 {
+        self.regs.rip
+    }
+}
+
 impl std::fmt::Debug for VcpuState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VcpuState")
@@ -53,6 +60,13 @@ impl std::fmt::Debug for VcpuState {
             .field("tsc_khz", &self.tsc_khz)
             .finish_non_exhaustive()
     }
+}
+
+/// What this host allows a snapshot to save: refuses vCPUs whose XSAVE state does not
+/// fit the 4 KiB area (AMX); the MSRs to save.
+pub fn snapshot_support(kvm: &Kvm) -> Result<Vec<u32>, VcpuStateError> {
+    check_xsave_size(kvm.check_extension_int(XSAVE2_CAP))?;
+    msrs_to_save(kvm)
 }
 
 /// The MSRs a snapshot saves: every one KVM lists as saved and restored.

@@ -105,6 +105,7 @@ pub(crate) fn attach_devices(
         panic_evt: eventfd()?,
         acpi_pm: None,
         polled: Vec::new(),
+        legacy: super::LegacyHandles,
     })
 }
 

@@ -16,15 +16,23 @@
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
+#[cfg(target_arch = "aarch64")]
+mod aarch64_state;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 #[cfg(target_arch = "x86_64")]
 mod x86_64_devices;
+#[cfg(target_arch = "x86_64")]
+mod x86_64_state;
 
 #[cfg(target_arch = "aarch64")]
 pub(crate) use aarch64::*;
+#[cfg(target_arch = "aarch64")]
+pub(crate) use aarch64_state::{LegacyHandles, LegacyState};
 #[cfg(target_arch = "x86_64")]
 pub(crate) use x86_64::*;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use x86_64_state::{LegacyHandles, LegacyState};
 
 use devices::acpi_pm::AcpiPmDevice;
 use devices::serial::SerialDevice;
@@ -51,6 +59,8 @@ pub(crate) struct PlatformDevices {
     pub acpi_pm: Option<Arc<Mutex<AcpiPmDevice>>>,
     /// Devices the event loop polls (the CMOS clock's interrupts).
     pub polled: Vec<Arc<Mutex<dyn devices::Polled>>>,
+    /// The devices whose state a snapshot keeps.
+    pub legacy: LegacyHandles,
 }
 
 /// A memory-mapped device the guest must be told about.

@@ -42,9 +42,11 @@ pub fn attach(
     )?;
 
     let reset_evt = eventfd()?;
-    let i8042 = I8042Device::new(reset_evt.try_clone().map_err(VmmError::EventFd)?);
+    let i8042 = Arc::new(Mutex::new(I8042Device::new(
+        reset_evt.try_clone().map_err(VmmError::EventFd)?,
+    )));
     io_bus.insert(
-        Arc::new(Mutex::new(i8042)),
+        i8042.clone(),
         layout::I8042_PORT_BASE,
         layout::I8042_PORT_SIZE,
     )?;
@@ -78,8 +80,10 @@ pub fn attach(
     io_bus.insert(cmos.clone(), layout::CMOS_PORT_BASE, layout::CMOS_PORT_SIZE)?;
 
     let panic_evt = eventfd()?;
-    let pvpanic = PvPanic::new(panic_evt.try_clone().map_err(VmmError::EventFd)?);
-    io_bus.insert(Arc::new(Mutex::new(pvpanic)), layout::PVPANIC_PORT, 1)?;
+    let pvpanic = Arc::new(Mutex::new(PvPanic::new(
+        panic_evt.try_clone().map_err(VmmError::EventFd)?,
+    )));
+    io_bus.insert(pvpanic.clone(), layout::PVPANIC_PORT, 1)?;
 
     let t = timeline.clone();
     let timer = BootTimer::new(
@@ -95,6 +99,13 @@ pub fn attach(
         layout::BOOT_TIMER_SIZE,
     )?;
 
+    let legacy = super::LegacyHandles {
+        serial: serial.clone(),
+        i8042,
+        acpi_pm: acpi_pm.clone(),
+        cmos: cmos.clone(),
+        pvpanic,
+    };
     Ok(PlatformDevices {
         io_bus,
         mmio_bus,
@@ -104,5 +115,6 @@ pub fn attach(
         panic_evt,
         acpi_pm: Some(acpi_pm),
         polled: vec![cmos],
+        legacy,
     })
 }

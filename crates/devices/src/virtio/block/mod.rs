@@ -140,6 +140,23 @@ impl VirtioDevice for Block {
         }
     }
 
+    fn queue_states(&self) -> Result<Vec<Option<virtio_queue::QueueState>>, String> {
+        let state = match &self.engine {
+            Engine::Inline(io) => io.active.as_ref().map(|a| a.queue.state()),
+            Engine::Thread(link) => {
+                let (answer, answered) = std::sync::mpsc::channel();
+                if !link.send(Command::Save(answer)) {
+                    return Err("its I/O thread is gone".into());
+                }
+                answered.recv_timeout(RESET_TIMEOUT).map_err(|_| {
+                    format!("its I/O thread did not answer within {RESET_TIMEOUT:?}")
+                })?
+            }
+            Engine::Broken => return Err("it has no I/O thread".into()),
+        };
+        Ok(vec![Some(state.ok_or("not activated")?)])
+    }
+
     fn take_worker(&mut self) -> Option<Box<dyn DeviceWorker>> {
         let wake = match EventFd::new(EFD_NONBLOCK) {
             Ok(evt) => Arc::new(evt),

@@ -22,6 +22,9 @@ pub(crate) enum Command {
     Activate(Active),
     /// The driver reset the device: drop the queue, then acknowledge.
     Reset(Sender<()>),
+    /// A snapshot: serve every request the driver has made available (the vCPUs are
+    /// parked, so no more come), then answer with the queue's positions.
+    Save(Sender<Option<virtio_queue::QueueState>>),
 }
 
 /// The device model's end of the link to its thread.
@@ -59,6 +62,11 @@ impl BlockWorker {
                 Ok(Command::Reset(ack)) => {
                     self.io.active = None;
                     let _ = ack.send(());
+                }
+                Ok(Command::Save(answer)) => {
+                    self.io.process();
+                    let state = self.io.active.as_ref().map(|a| a.queue.state());
+                    let _ = answer.send(state);
                 }
                 Err(TryRecvError::Empty) => return true,
                 Err(TryRecvError::Disconnected) => return false,

@@ -329,3 +329,59 @@ fn config_space_and_bad_accesses() {
     assert_eq!(r(&mut f.t, VIRTIO_MMIO_STATUS), ACK | DRV);
     assert_eq!(r(&mut f.t, 0xf0), 0);
 }
+
+#[test]
+fn an_active_device_moves_to_a_fresh_transport_mid_stream() {
+    use crate::virtio::rng::Rng;
+    use crate::virtio::test_ring::{desc, Ring, W};
+    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+    let transport = |mem: &GuestMemoryMmap| {
+        MmioTransport::new(
+            Box::new(Rng::new()),
+            mem.clone(),
+            VirtioInterrupt::new(EventFd::new(EFD_NONBLOCK).unwrap()),
+            vec![EventFd::new(EFD_NONBLOCK).unwrap()],
+        )
+    };
+    let mut ring = Ring::new(&mem, 0x1_0000, 8);
+    let mut t = transport(&mem);
+    negotiate(&mut t, VIRTIO_F_VERSION_1);
+    w(&mut t, VIRTIO_MMIO_QUEUE_SEL, 0);
+    w(&mut t, VIRTIO_MMIO_QUEUE_NUM, 8);
+    w(&mut t, VIRTIO_MMIO_QUEUE_DESC_LOW, 0x1_0000);
+    w(&mut t, VIRTIO_MMIO_QUEUE_AVAIL_LOW, 0x1_1000);
+    w(&mut t, VIRTIO_MMIO_QUEUE_USED_LOW, 0x1_2000);
+    w(&mut t, VIRTIO_MMIO_QUEUE_READY, 1);
+    w(&mut t, VIRTIO_MMIO_STATUS, ACK | DRV | FOK | DOK);
+    assert!(t.is_activated());
+    // Three requests served by the first device.
+    for i in 0..3u16 {
+        ring.post(i, &[desc(0x8_0000 + 0x100 * u64::from(i), 16, W, 0)]);
+    }
+    t.device_mut().process_queue(0);
+    assert_eq!(ring.take_used().len(), 3);
+
+    let saved = t.save().unwrap();
+    assert!(saved.activated);
+    assert_eq!(
+        (saved.queues[0].next_avail, saved.queues[0].next_used),
+        (3, 3)
+    );
+    let json = serde_json::to_string(&saved).unwrap();
+    let saved: TransportState = serde_json::from_str(&json).unwrap();
+
+    // A fresh transport and device take over where the first stopped: the next
+    // request is the fourth, not the first again.
+    let mut t2 = transport(&mem);
+    t2.restore(&saved).unwrap();
+    assert!(t2.is_activated());
+    assert_eq!(r(&mut t2, VIRTIO_MMIO_STATUS), ACK | DRV | FOK | DOK);
+    ring.post(3, &[desc(0x8_0300, 16, W, 0)]);
+    t2.device_mut().process_queue(0);
+    assert_eq!(ring.take_used(), vec![(3, 16)]);
+    assert_eq!(t2.save().unwrap().queues[0].next_used, 4);
+
+    // Another device type is refused.
+    let mut other = fixture(false).t;
+    assert!(other.restore(&saved).unwrap_err().contains("device type"));
+}

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use virtio_bindings::virtio_ids::VIRTIO_ID_VSOCK;
-use virtio_queue::Queue;
+use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
 
 /// The host's context ID.
@@ -116,8 +116,13 @@ struct Active {
     memory: GuestMemoryMmap,
     rx: Queue,
     tx: Queue,
+    /// Buffers for transport events (only a restored snapshot's reset uses one).
+    event: Queue,
     interrupt: VirtioInterrupt,
 }
+
+/// virtio_vsock_event.id of a transport reset: every connection is gone.
+const EVENT_TRANSPORT_RESET: u32 = 0;
 
 /// True when `cid` is a context ID a guest may have (not 0-2, which are reserved,
 /// and within 32 bits, less the wildcard `u32::MAX`).
@@ -226,13 +231,14 @@ impl VirtioDevice for Vsock {
         let tx = queues
             .next()
             .ok_or(ActivateError::QueueNotReady(TX_QUEUE))?;
-        queues
+        let event = queues
             .next()
             .ok_or(ActivateError::QueueNotReady(EVENT_QUEUE))?;
         self.active = Some(Active {
             memory: a.memory,
             rx,
             tx,
+            event,
             interrupt: a.interrupt,
         });
         self.muxer.active = true;
@@ -261,6 +267,40 @@ impl VirtioDevice for Vsock {
     fn reset(&mut self) {
         self.active = None;
         self.muxer.reset();
+    }
+
+    // Host connections are not saved: a restored guest learns they are gone from the
+    // transport reset event (`restored`).
+    fn queue_states(&self) -> Result<Vec<Option<virtio_queue::QueueState>>, String> {
+        let a = self.active.as_ref().ok_or("not activated")?;
+        Ok(vec![
+            Some(a.rx.state()),
+            Some(a.tx.state()),
+            Some(a.event.state()),
+        ])
+    }
+
+    fn restored(&mut self) {
+        let Some(a) = self.active.as_mut() else {
+            return;
+        };
+        let Some(chain) = a.event.pop_descriptor_chain(&a.memory) else {
+            log::warn!("virtio-vsock: no event buffer for the transport reset");
+            return;
+        };
+        let head = chain.head_index();
+        let written = match crate::virtio::chain::Segments::of(&a.memory, chain, true) {
+            Ok(s) => s.write_at(&a.memory, 0, &EVENT_TRANSPORT_RESET.to_le_bytes()),
+            Err(e) => {
+                crate::guest_warn!("virtio-vsock: event buffer {head} unusable: {e}");
+                0
+            }
+        };
+        if let Err(e) = a.event.add_used(&a.memory, head, written as u32) {
+            crate::guest_warn!("virtio-vsock: cannot return event buffer {head}: {e:?}");
+            return;
+        }
+        super::signal_used(&mut a.event, &a.memory, &a.interrupt);
     }
 }
 

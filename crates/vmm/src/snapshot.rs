@@ -1,0 +1,266 @@
+//! Snapshots of a paused VM (x86_64): every vCPU's state (saved by its own thread
+//! while parked), the in-kernel interrupt controllers, PIT and clock, the platform
+//! devices, the virtio-mmio transports' registers, and guest memory.
+//!
+//! A snapshot is a directory: `state` (the `snapshot` crate's checksummed container
+//! around [`SnapshotState`] as JSON) and `memory` (guest RAM, the regions one after
+//! the other, as [`SnapshotState::memory`] lists them). Virtio devices their driver
+//! has activated are refused for now, and restoring is not built yet.
+
+use crate::platform::{LegacyHandles, LegacyState};
+use crate::spec::VmSpec;
+use devices::virtio::mmio::{MmioTransport, TransportState};
+use kvm_ioctls::VmFd;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use vcpu::snapshot::{SaveJob, VcpuState};
+use vcpu::RunState;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+
+/// How long parked vCPUs get to save their state.
+const SAVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Name of the state file in a snapshot directory.
+pub const STATE_FILE: &str = "state";
+/// Name of the guest memory file in a snapshot directory.
+pub const MEMORY_FILE: &str = "memory";
+
+/// One guest RAM region and where it lies in the memory file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryRegion {
+    /// Guest-physical start.
+    pub guest_addr: u64,
+    /// Length in bytes.
+    pub size: u64,
+    /// Offset in the memory file.
+    pub file_offset: u64,
+}
+
+/// Everything a snapshot's state file holds.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotState {
+    /// The VM's description, as it was built.
+    pub spec: VmSpec,
+    /// The in-kernel interrupt controllers, PIT and clock.
+    pub vm: arch::vm_state::VmState,
+    /// Each vCPU, in order.
+    pub vcpus: Vec<VcpuState>,
+    /// The platform devices.
+    pub legacy: LegacyState,
+    /// Each virtio-mmio transport, in slot order.
+    pub transports: Vec<TransportState>,
+    /// Guest RAM regions in the memory file.
+    pub memory: Vec<MemoryRegion>,
+}
+
+/// What a handle and the event loop exchange for a snapshot: the memory file the
+/// handle opened (the event loop writes guest memory into it, so that no device
+/// touches memory in between), and the state the event loop saved.
+#[derive(Default)]
+pub(crate) struct Exchange {
+    pub memory_file: Option<std::fs::File>,
+    pub state: Option<SnapshotState>,
+}
+
+/// The exchange, shared.
+pub(crate) type SnapshotSlot = Arc<Mutex<Exchange>>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What the event loop needs to take a snapshot.
+pub(crate) struct SnapshotSource {
+    pub spec: VmSpec,
+    pub legacy: LegacyHandles,
+    pub transports: Vec<Arc<Mutex<MmioTransport>>>,
+    pub msrs: Result<Vec<u32>, String>,
+    pub out: SnapshotSlot,
+}
+
+/// The guest RAM regions, laid out one after the other in the memory file.
+pub(crate) fn memory_layout(memory: &GuestMemoryMmap) -> Vec<MemoryRegion> {
+    let mut offset = 0;
+    memory
+        .iter()
+        .map(|r| {
+            let region = MemoryRegion {
+                guest_addr: r.start_addr().0,
+                size: r.len(),
+                file_offset: offset,
+            };
+            offset += r.len();
+            region
+        })
+        .collect()
+}
+
+impl SnapshotSource {
+    /// Saves the state of a VM whose `vcpus` live vCPU threads are parked into the
+    /// slot, and its memory into the slot's file. Runs on the event loop, which owns
+    /// `vm` and serves the devices: none of them can touch guest memory meanwhile (a
+    /// block device's thread serves what was queued first, and gets no more).
+    pub(crate) fn collect(
+        &self,
+        vm: &VmFd,
+        state: &RunState,
+        vcpus: usize,
+        memory: &GuestMemoryMmap,
+    ) -> Result<(), String> {
+        let msrs = self.msrs.clone()?;
+        // Devices first: a refusal (an active virtio device) costs nothing then.
+        let transports = self
+            .transports
+            .iter()
+            .map(|t| lock(t).save())
+            .collect::<Result<Vec<_>, _>>()?;
+        let legacy = self.legacy.save()?;
+        let job = Arc::new(SaveJob::new(msrs));
+        state.post_job(job.clone());
+        let saved = job.wait(vcpus, SAVE_TIMEOUT);
+        state.clear_job();
+        let vcpus = saved?;
+        let vm_state = arch::vm_state::save_vm(vm).map_err(|e| e.to_string())?;
+        let layout = memory_layout(memory);
+        let mut file = lock(&self.out)
+            .memory_file
+            .take()
+            .ok_or("no memory file was given")?;
+        for region in &layout {
+            let len = usize::try_from(region.size)
+                .map_err(|_| format!("a memory region of {} bytes", region.size))?;
+            memory
+                .write_all_volatile_to(GuestAddress(region.guest_addr), &mut file, len)
+                .map_err(|e| format!("writing guest memory: {e}"))?;
+        }
+        lock(&self.out).state = Some(SnapshotState {
+            spec: self.spec.clone(),
+            vm: vm_state,
+            vcpus,
+            legacy,
+            transports,
+            memory: layout,
+        });
+        Ok(())
+    }
+}
+
+/// The origin a snapshot records and checks: this minivmm on this architecture.
+pub fn origin() -> snapshot::Origin {
+    snapshot::Origin::new(env!("CARGO_PKG_VERSION"), std::env::consts::ARCH)
+}
+
+/// Takes a snapshot into `dir` (created if missing) through `ask` (which has the
+/// event loop fill `slot`): the memory file is created here and written by the event
+/// loop, then synced here; the state file is written last, so a directory with a
+/// state file is complete.
+pub(crate) fn take(
+    dir: &Path,
+    slot: &SnapshotSlot,
+    ask: impl FnOnce() -> Result<(), crate::error::VmmError>,
+) -> Result<(), crate::error::VmmError> {
+    use crate::error::VmmError;
+    let io = |what: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |e| VmmError::SnapshotIo(what, path, e)
+    };
+    std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
+    let mem_path = dir.join(MEMORY_FILE);
+    let file = std::fs::File::create(&mem_path).map_err(io("creating", &mem_path))?;
+    let given = file.try_clone().map_err(io("opening", &mem_path))?;
+    *lock(slot) = Exchange {
+        memory_file: Some(given),
+        state: None,
+    };
+    let asked = ask();
+    let state = std::mem::take(&mut *lock(slot)).state;
+    asked?;
+    let state =
+        state.ok_or_else(|| VmmError::Snapshot("the VM answered without a state".into()))?;
+    file.sync_all().map_err(io("syncing", &mem_path))?;
+    snapshot::write_file(&dir.join(STATE_FILE), &origin(), &state)?;
+    Ok(())
+}
+
+/// Reads and checks a snapshot's state file.
+pub fn read_state(dir: &Path) -> Result<SnapshotState, snapshot::SnapshotError> {
+    snapshot::read_file(&dir.join(STATE_FILE), &origin())
+}
+
+/// A snapshot opened for restoring: its checked state and its memory file.
+pub(crate) struct Restore {
+    pub state: SnapshotState,
+    pub memory: std::fs::File,
+}
+
+/// Opens the snapshot in `dir`: the state file checked (format, version,
+/// architecture, checksum) and parsed, the memory file the size its regions need.
+pub(crate) fn open(dir: &Path) -> Result<Restore, crate::error::VmmError> {
+    use crate::error::VmmError;
+    let state = read_state(dir)?;
+    let path = dir.join(MEMORY_FILE);
+    let memory =
+        std::fs::File::open(&path).map_err(|e| VmmError::SnapshotIo("opening", path.clone(), e))?;
+    let size = memory
+        .metadata()
+        .map_err(|e| VmmError::SnapshotIo("reading", path.clone(), e))?
+        .len();
+    let needed = state
+        .memory
+        .iter()
+        .map(|r| r.file_offset.saturating_add(r.size))
+        .max()
+        .unwrap_or(0);
+    let total: u64 = state.memory.iter().map(|r| r.size).sum();
+    if size != needed || total != state.spec.mem_size {
+        return Err(VmmError::Snapshot(format!(
+            "{} has {size} bytes; the state file describes {needed} bytes of a {}-byte guest",
+            path.display(),
+            state.spec.mem_size
+        )));
+    }
+    if state.vcpus.len() != state.spec.vcpus {
+        return Err(VmmError::Snapshot(format!(
+            "the state file has {} vCPUs for a {}-vCPU guest",
+            state.vcpus.len(),
+            state.spec.vcpus
+        )));
+    }
+    Ok(Restore { state, memory })
+}
+
+/// Puts a snapshot's state into a machine built from its description: the in-kernel
+/// devices, each vCPU, the platform devices and the virtio transports. Runs before
+/// any vCPU thread exists.
+pub(crate) fn apply(
+    state: &SnapshotState,
+    vm: &VmFd,
+    vcpus: &[kvm_ioctls::VcpuFd],
+    legacy: &LegacyHandles,
+    virtio: &[crate::virtio_devices::VirtioSlot],
+) -> Result<(), crate::error::VmmError> {
+    use crate::error::VmmError;
+    if vcpus.len() != state.vcpus.len() || virtio.len() != state.transports.len() {
+        return Err(VmmError::Snapshot(format!(
+            "the snapshot has {} vCPUs and {} virtio devices; this VM {} and {}",
+            state.vcpus.len(),
+            state.transports.len(),
+            vcpus.len(),
+            virtio.len()
+        )));
+    }
+    arch::vm_state::restore_vm(vm, &state.vm).map_err(|e| VmmError::Snapshot(e.to_string()))?;
+    for (i, (fd, saved)) in vcpus.iter().zip(&state.vcpus).enumerate() {
+        vcpu::snapshot::restore_vcpu(fd, saved)
+            .map_err(|e| VmmError::Snapshot(format!("vCPU {i}: {e}")))?;
+    }
+    legacy.restore(&state.legacy).map_err(VmmError::Snapshot)?;
+    for (slot, saved) in virtio.iter().zip(&state.transports) {
+        lock(&slot.transport)
+            .restore(saved)
+            .map_err(VmmError::Snapshot)?;
+    }
+    Ok(())
+}
