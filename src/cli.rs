@@ -29,10 +29,11 @@ pub struct Cli {
     pub print_config: bool,
 
     /// Continue the VM snapshotted into DIR (its description comes from the
-    /// snapshot; console, log and seccomp options still apply).
+    /// snapshot; console, log and seccomp options still apply, and --vsock gives this
+    /// VM its own socket, with the snapshot's CID).
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "config", "print_config", "kernel", "initrd", "cmdline", "no_default_cmdline",
-        "cmdline_preset", "mem", "mem_hugepages", "cpus", "disks", "nets", "vsock", "rng",
+        "cmdline_preset", "mem", "mem_hugepages", "cpus", "disks", "nets", "rng",
         "kvm_device", "async_teardown",
     ])]
     pub restore: Option<PathBuf>,
@@ -259,7 +260,10 @@ impl Effective {
     /// (console, seccomp, time origin).
     pub fn restore_builder(&self, dir: &Path, origin: Instant) -> Result<VmBuilder, String> {
         let seccomp = self.seccomp_policy()?;
-        let builder = VmBuilder::restore(dir).map_err(|e| vmm::error_chain(&e))?;
+        let mut builder = VmBuilder::restore(dir).map_err(|e| vmm::error_chain(&e))?;
+        if let Some(v) = &self.file.spec.vsock {
+            builder = builder.vsock(v.clone());
+        }
         Ok(builder
             .console(self.console_output())
             .console_input(ConsoleInput::Stdin)

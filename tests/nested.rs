@@ -301,6 +301,45 @@ fn check_agent(log: &str) {
     }
 }
 
+/// examples/snapshot_clones.rs: a Linux guest with the agent snapshotted after it
+/// wrote a file in its tmpfs, then three clones restored at once: each one's agent
+/// answers over its own vsock socket (after the transport reset), sees the file, keeps
+/// what it writes to itself, and reads its own /dev/urandom bytes.
+fn check_snapshot_clones(log: &str) {
+    let run = section(log, "snapshot-clones");
+    assert_eq!(run.rc, 0, "{}", run.output);
+    let line = |what: &str| -> &str {
+        run.output
+            .lines()
+            .find(|l| l.starts_with(&format!("SNAPSHOT: {what}")))
+            .unwrap_or_else(|| panic!("no '{what}' line in:\n{}", run.output))
+    };
+    assert!(
+        line("template-wrote").ends_with("from-template"),
+        "{}",
+        run.output
+    );
+    let mut random = Vec::new();
+    for i in 0..3 {
+        let clone = line(&format!("clone{i} marker="));
+        assert_eq!(value(clone, "marker="), "from-template", "{clone}");
+        assert_eq!(value(clone, "own="), format!("clone-{i}"), "{clone}");
+        let bytes = value(clone, "urandom=");
+        assert_eq!(bytes.len(), 32, "{clone}");
+        random.push(bytes.to_string());
+        println!("nested snapshot: {}", line(&format!("clone{i} running")));
+    }
+    random.sort();
+    random.dedup();
+    assert_eq!(
+        random.len(),
+        3,
+        "clones read the same random bytes:\n{}",
+        run.output
+    );
+    println!("nested snapshot: {}", line("created"));
+}
+
 #[test]
 fn l2_guests_reach_user_space_in_the_nested_harness() {
     if std::env::var_os("MINIVMM_SKIP_NESTED_TESTS").is_some() {
@@ -351,10 +390,13 @@ echo "=== END sandbox-example rc=$?"
 echo "=== BEGIN absent-check"
 timeout 300 exec_bench --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --cmdline 'noxsave minivmm.action=idle minivmm.agent=on' --absent-check
 echo "=== END absent-check rc=$?"
+echo "=== BEGIN snapshot-clones"
+timeout 400 snapshot_clones --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --cmdline 'noxsave minivmm.action=agent' --clones 3
+echo "=== END snapshot-clones rc=$?"
 "#,
         &[],
     );
-    // Retries (an L1 booted again, an L2 run again) are printed and limited to one
+    // Retries (an L1 booted again, an L2 run again) are printed and limited to two
     // per run by run_harness.
     let elf = section(&log, "elf-2cpu");
     check_user_space(&elf, 2, 512);
@@ -443,6 +485,7 @@ echo "=== END absent-check rc=$?"
     check_sigterm_phases(&log);
     check_panic(&log);
     check_agent(&log);
+    check_snapshot_clones(&log);
 
     println!(
         "nested: time to user space (boot timer, ms since minivmm start): elf-2cpu {:.0}, bzimage-gzip {:.0}, debian-stock-kernel {:.0}",

@@ -21,16 +21,21 @@ pub fn run_harness(script: &str, name: &str, scenario: &str, envs: &[(&str, Stri
     let log = std::fs::read_to_string(&log_path)
         .unwrap_or_default()
         .replace('\r', "");
-    // Retries: an L1 that hung and was booted again (the harness keeps its output as
-    // l1.log.hung), and L2s run again inside L1 ("=== RETRY NAME: reason"). Each is
-    // printed with its reason; more than one in a run is a failure.
+    // Retries: an L1 that hung, panicked or locked up and was booted again (the
+    // harness keeps its output as l1.log.hung, then l1.log.hung2), and L2s run again
+    // inside L1 ("=== RETRY NAME: reason"). Each is printed with its reason; more than
+    // two in a run is a failure (TCG's emulated SVM kills about one L1 in three CI runs
+    // on 2026-12-03's machines, once two in one run).
     let mut retries = Vec::new();
-    let hung = dir.join("l1.log.hung");
-    if let Ok(hung_log) = std::fs::read_to_string(&hung) {
+    for file in ["l1.log.hung", "l1.log.hung2"] {
+        let hung = dir.join(file);
+        let Ok(hung_log) = std::fs::read_to_string(&hung) else {
+            continue;
+        };
         let tail: Vec<&str> = hung_log.lines().rev().take(15).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         retries.push(format!(
-            "L1 did not finish (time limit or kernel panic) and was booted again; the end of its console ({}):\n{}",
+            "L1 did not finish (time limit, kernel panic or lockup) and was booted again; the end of its console ({}):\n{}",
             hung.display(),
             tail.join("\n")
         ));
@@ -42,8 +47,8 @@ pub fn run_harness(script: &str, name: &str, scenario: &str, envs: &[(&str, Stri
         eprintln!("nested RETRY ({script}): {r}");
     }
     assert!(
-        retries.len() <= 1,
-        "{} retries in one nested run (at most one is allowed):\n{}",
+        retries.len() <= 2,
+        "{} retries in one nested run (at most two are allowed):\n{}",
         retries.len(),
         retries.join("\n")
     );

@@ -51,7 +51,9 @@ impl VmBuilder {
     /// snapshot's memory file (private: nothing is copied, pages load on first touch,
     /// and VMs restored from one snapshot share the host's page cache). A snapshot
     /// from another minivmm version or architecture, or a damaged one, is refused
-    /// here. Runtime settings (console, seccomp, time origin) are the builder's.
+    /// here. Runtime settings (console, seccomp, time origin) are the builder's, and
+    /// so is the vsock socket: each VM restored from one snapshot needs its own
+    /// ([`VmBuilder::vsock`] with the snapshot's CID).
     pub fn restore(dir: impl AsRef<std::path::Path>) -> Result<Self, VmmError> {
         let restore = crate::snapshot::open(dir.as_ref())?;
         let mut builder = Self::from_config(VmConfig::from_spec(restore.state.spec.clone()));
@@ -201,6 +203,17 @@ impl VmBuilder {
         } else {
             None
         };
+        if let Some(r) = &self.restore {
+            let cid = |v: &Option<VsockConfig>| v.as_ref().map(|v| v.cid);
+            if cid(&r.state.spec.vsock) != cid(&self.config.spec.vsock) {
+                return Err(VmmError::Snapshot(format!(
+                    "a restored guest keeps its vsock device and CID ({:?}); the restore \
+                     asks for {:?}",
+                    cid(&r.state.spec.vsock),
+                    cid(&self.config.spec.vsock)
+                )));
+            }
+        }
         crate::prepare::prepare(self.config, console, self.restore.as_ref())
     }
 }
