@@ -127,7 +127,11 @@ fn run(a: &Args) -> Result<(), String> {
         let marker = sh(vm, "cat /tmp/marker");
         let own = sh(vm, &format!("echo clone-{i} > /tmp/own && cat /tmp/own"));
         let random = sh(vm, "head -c 16 /dev/urandom | od -An -tx1 | tr -d ' '");
-        println!("SNAPSHOT: clone{i} marker={marker} own={own} urandom={random}");
+        // Linux's vmgenid driver reseeds the RNG on the new generation ID and says so.
+        let reseeded = sh(vm, "dmesg | grep -c 'reseeded due to virtual machine fork'");
+        println!(
+            "SNAPSHOT: clone{i} marker={marker} own={own} urandom={random} reseeded={reseeded}"
+        );
     }
     for (vm, _) in clones {
         vm.stop();

@@ -304,7 +304,8 @@ fn check_agent(log: &str) {
 /// examples/snapshot_clones.rs: a Linux guest with the agent snapshotted after it
 /// wrote a file in its tmpfs, then three clones restored at once: each one's agent
 /// answers over its own vsock socket (after the transport reset), sees the file, keeps
-/// what it writes to itself, and reads its own /dev/urandom bytes.
+/// what it writes to itself, and reads its own /dev/urandom bytes after the kernel
+/// reseeded its RNG on the VM generation ID that changed.
 fn check_snapshot_clones(log: &str) {
     let run = section(log, "snapshot-clones");
     assert_eq!(run.rc, 0, "{}", run.output);
@@ -326,6 +327,8 @@ fn check_snapshot_clones(log: &str) {
         assert_eq!(value(clone, "own="), format!("clone-{i}"), "{clone}");
         let bytes = value(clone, "urandom=");
         assert_eq!(bytes.len(), 32, "{clone}");
+        // The new VM generation ID reached the guest: its RNG was reseeded.
+        assert_eq!(value(clone, "reseeded="), "1", "{clone}");
         random.push(bytes.to_string());
         println!("nested snapshot: {}", line(&format!("clone{i} running")));
     }

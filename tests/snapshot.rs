@@ -111,6 +111,20 @@ fn a_restored_vm_continues_its_count_in_a_new_vm() {
     );
     let next = out.wait_for("tick", Duration::from_secs(10)).unwrap();
     assert_eq!(next, format!("tick {}", n + 2));
+
+    // The clone is a new VM generation: its VMGenID (ACPI VM_GEN_COUNTER) differs
+    // from the one the original booted with, which was set (not all zero).
+    restored.pause().unwrap();
+    let again = dir.with_file_name("snap-of-clone");
+    restored.snapshot(&again).unwrap();
+    let id = |d: &std::path::Path| {
+        let memory = std::fs::read(d.join("memory")).unwrap();
+        let at = arch::layout::VMGENID_ADDR as usize;
+        memory[at..at + arch::layout::VMGENID_SIZE].to_vec()
+    };
+    let (original, clone) = (id(&dir), id(&again));
+    assert!(original.iter().any(|&b| b != 0), "{original:?}");
+    assert_ne!(original, clone);
     restored.stop();
     assert_eq!(restored.wait().reason, vmm::ExitReason::StopRequested);
 }

@@ -10,6 +10,7 @@ pub mod pvpanic;
 pub mod serial;
 pub mod trigger;
 pub mod virtio;
+pub mod vmgenid;
 
 pub use bus::{Bus, BusDevice, BusError};
 

@@ -167,9 +167,12 @@ pub(crate) fn build_machine(
                 platform::load_payload(&config, preset, &memory, vcpu_count, &infos, &arch_state)?;
             timeline.record(BootEvent::KernelLoaded);
             platform::configure_vcpus(&kvm, &vcpu_fds, &memory, &boot)?;
+            legacy
+                .first_generation(&memory)
+                .map_err(VmmError::VmGenId)?;
         }
         Start::Restore { state, .. } => {
-            crate::snapshot::apply(state, &vm_fd, &vcpu_fds, &legacy, &virtio)?;
+            crate::snapshot::apply(state, &vm_fd, &vcpu_fds, &legacy, &virtio, &memory)?;
         }
     }
     timeline.record(BootEvent::VcpusConfigured);

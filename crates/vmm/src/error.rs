@@ -102,6 +102,9 @@ pub enum VmmError {
     /// A snapshot could not be taken.
     #[error("snapshot: {0}")]
     Snapshot(String),
+    /// The VM generation ID could not be written or announced.
+    #[error("{0}")]
+    VmGenId(String),
     /// A snapshot file could not be written or read.
     #[error("snapshot: {0} {p}: {2}", p = .1.display())]
     SnapshotIo(&'static str, PathBuf, #[source] std::io::Error),

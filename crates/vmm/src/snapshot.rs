@@ -240,6 +240,7 @@ pub(crate) fn apply(
     vcpus: &[kvm_ioctls::VcpuFd],
     legacy: &LegacyHandles,
     virtio: &[crate::virtio_devices::VirtioSlot],
+    memory: &GuestMemoryMmap,
 ) -> Result<(), crate::error::VmmError> {
     use crate::error::VmmError;
     if vcpus.len() != state.vcpus.len() || virtio.len() != state.transports.len() {
@@ -262,5 +263,8 @@ pub(crate) fn apply(
             .restore(saved)
             .map_err(VmmError::Snapshot)?;
     }
+    // Last, after the interrupt controllers took their saved state: the guest sees
+    // the new generation when it runs.
+    legacy.new_generation(memory).map_err(VmmError::VmGenId)?;
     Ok(())
 }

@@ -11,7 +11,7 @@
 
 use super::layout::{
     ACPI_PM_PORT_BASE, ACPI_RESET_VALUE, ACPI_SCI_IRQ, ACPI_START, APIC_ADDR, CMOS_IRQ,
-    CMOS_PORT_BASE, CMOS_PORT_SIZE, HIMEM_START, IOAPIC_ADDR, PVPANIC_PORT,
+    CMOS_PORT_BASE, CMOS_PORT_SIZE, GED_IRQ, IOAPIC_ADDR, PVPANIC_PORT, VMGENID_ADDR,
 };
 use super::mptable::ioapic_id;
 use acpi_tables::facs::FACS;
@@ -71,10 +71,49 @@ fn io_register(port: u64, bytes: u8) -> GAS {
     GAS::new(AddressSpace::SystemIo, bytes * 8, 0, access, port)
 }
 
+/// The VM generation ID device (`VM_GEN_COUNTER`, as QEMU and Hyper-V define it; Linux's
+/// vmgenid driver): `ADDR` gives the ID's guest-physical address as two 32-bit halves.
+/// And the generic event device (`ACPI0013`) whose interrupt [`GED_IRQ`] makes the
+/// guest run `_EVT`, which notifies the ID device (0x80): the guest then reads the new
+/// ID and, seeing it changed, reseeds its random number generator.
+fn vmgenid_and_ged() -> Vec<u8> {
+    let mut out = Vec::new();
+    let hid: aml::AmlString = "MVMG0001".into();
+    let cid: aml::AmlString = "VM_GEN_COUNTER".into();
+    let low = (VMGENID_ADDR & 0xffff_ffff) as u32;
+    let high = (VMGENID_ADDR >> 32) as u32;
+    let addr = aml::Package::new(vec![&low, &high]);
+    let gen_hid = aml::Name::new("_HID".into(), &hid);
+    let gen_cid = aml::Name::new("_CID".into(), &cid);
+    let gen_ddn = aml::Name::new("_DDN".into(), &cid);
+    let gen_addr = aml::Name::new("ADDR".into(), &addr);
+    let vmgenid = aml::Device::new(
+        "_SB_.VGEN".into(),
+        vec![&gen_hid, &gen_cid, &gen_ddn, &gen_addr],
+    );
+    vmgenid.to_aml_bytes(&mut out);
+
+    let ged_hid: aml::AmlString = "ACPI0013".into();
+    let irq = aml::Interrupt::new(true, true, false, false, GED_IRQ);
+    let resources = aml::ResourceTemplate::new(vec![&irq]);
+    let target = aml::Path::new("\\_SB_.VGEN");
+    let notify = aml::Notify::new(&target, &0x80u8);
+    let matches = aml::Equal::new(&aml::Arg(0), &GED_IRQ);
+    let on_irq = aml::If::new(&matches, vec![&notify]);
+    let evt = aml::Method::new("_EVT".into(), 1, true, vec![&on_irq]);
+    let name_hid = aml::Name::new("_HID".into(), &ged_hid);
+    let name_uid = aml::Name::new("_UID".into(), &aml::ZERO);
+    let crs = aml::Name::new("_CRS".into(), &resources);
+    let ged = aml::Device::new("_SB_.GED_".into(), vec![&name_hid, &name_uid, &crs, &evt]);
+    ged.to_aml_bytes(&mut out);
+    out
+}
+
 /// The DSDT: the `\_S5_` package, so the guest knows how to enter soft-off, the
 /// pvpanic device (`QEMU0001` at [`PVPANIC_PORT`]), so it can report a kernel panic,
-/// and the CMOS clock (`PNP0B00`: its two ports and IRQ 8, edge-triggered, active
-/// high), which the kernel's rtc_cmos driver binds through ACPI as on a PC.
+/// the CMOS clock (`PNP0B00`: its two ports and IRQ 8, edge-triggered, active high),
+/// which the kernel's rtc_cmos driver binds through ACPI as on a PC, and the VM
+/// generation ID with the event device that announces a new one.
 pub fn dsdt() -> Vec<u8> {
     let mut dsdt = Sdt::new(*b"DSDT", 36, 6, OEM_ID, OEM_TABLE_ID, OEM_REVISION);
     let s5 = aml::Name::new(
@@ -99,6 +138,7 @@ pub fn dsdt() -> Vec<u8> {
     let rtc_crs = aml::Name::new("_CRS".into(), &rtc_resources);
     let rtc = aml::Device::new("_SB_.RTC_".into(), vec![&rtc_hid, &rtc_crs]);
     dsdt.append_slice(&bytes(&rtc));
+    dsdt.append_slice(&vmgenid_and_ged());
     dsdt.as_slice().to_vec()
 }
 
@@ -166,7 +206,7 @@ pub fn setup_acpi<M: GuestMemoryBackend>(mem: &M, num_cpus: usize) -> Result<u64
     let mut place = |name: &'static str, table: &[u8]| -> Result<u64, AcpiError> {
         let addr = next;
         next = (addr + table.len() as u64).next_multiple_of(TABLE_ALIGN);
-        if next > HIMEM_START {
+        if next > VMGENID_ADDR {
             return Err(AcpiError::TooLarge(next - ACPI_START));
         }
         mem.write_slice(table, GuestAddress(addr))
@@ -321,6 +361,43 @@ mod tests {
         assert!(d
             .windows(9)
             .any(|w| w == [0x89, 0x06, 0x00, 0x03, 0x01, 0x08, 0x00, 0x00, 0x00]));
+    }
+
+    #[test]
+    fn dsdt_describes_the_vm_generation_id_and_its_event() {
+        let d = dsdt();
+        for name in [
+            &b"VGEN"[..],
+            b"VM_GEN_COUNTER",
+            b"ADDR",
+            b"GED_",
+            b"ACPI0013",
+            b"_EVT",
+        ] {
+            assert!(d.windows(name.len()).any(|w| w == name), "{name:?}");
+        }
+        // ADDR: Package(2) { DWord low, DWord high } of VMGENID_ADDR.
+        let at = d.windows(4).position(|w| w == b"ADDR").unwrap();
+        assert_eq!(d[at + 4], 0x12, "a package");
+        let low = (VMGENID_ADDR as u32).to_le_bytes();
+        assert!(d[at..at + 20]
+            .windows(5)
+            .any(|w| w[0] == 0x0c && w[1..] == low));
+        // The GED's interrupt: consumer, edge, active high, exclusive, one IRQ: 5.
+        assert!(d.windows(9).any(|w| w
+            == [
+                0x89,
+                0x06,
+                0x00,
+                0x03,
+                0x01,
+                GED_IRQ as u8,
+                0x00,
+                0x00,
+                0x00
+            ]));
+        // _EVT notifies \_SB_.VGEN with 0x80 (NotifyOp, then the path, then 0x80).
+        assert!(d.windows(2).any(|w| w == [0x86, 0x5c]));
     }
 
     #[test]

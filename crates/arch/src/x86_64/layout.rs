@@ -43,6 +43,11 @@ pub const MPTABLE_START: u64 = EBDA_START;
 pub const ACPI_START: u64 = 0xe_0000;
 /// First address above the legacy region; low RAM resumes here.
 pub const HIMEM_START: u64 = 0x10_0000;
+/// The VM generation ID (16 bytes, ACPI `VM_GEN_COUNTER`): the last page below
+/// [`HIMEM_START`], after the ACPI tables, in memory the e820 map does not give as RAM.
+pub const VMGENID_ADDR: u64 = HIMEM_START - 0x1000;
+/// Bytes of the VM generation ID.
+pub const VMGENID_SIZE: usize = 16;
 /// Start of the 32-bit MMIO gap: no RAM between here and 4 GiB.
 pub const MMIO_GAP_START: u64 = 0xd000_0000;
 /// End of the 32-bit MMIO gap (first address above 4 GiB).
@@ -79,6 +84,9 @@ pub const CMOS_CENTURY: u8 = 0x32;
 /// GSI of the CMOS clock (ISA IRQ 8, identity-mapped in the MP table; the clock
 /// raises no interrupt yet).
 pub const CMOS_IRQ: u32 = 8;
+/// GSI of the ACPI generic event device (`ACPI0013`), raised after a restore so the
+/// guest reads its new VM generation ID (an ISA IRQ: edge, active high).
+pub const GED_IRQ: u32 = 5;
 /// I/O port of the pvpanic device (QEMU's "QEMU0001" ACPI device; the guest writes
 /// bit 0 when its kernel panics).
 pub const PVPANIC_PORT: u64 = 0x505;
@@ -112,5 +120,8 @@ const _: () =
 const _: () = assert!(BOOT_TIMER_ADDR + BOOT_TIMER_SIZE <= VIRTIO_MMIO_START);
 const _: () = assert!(VIRTIO_MMIO_START >= MMIO_GAP_START && IOAPIC_ADDR < MMIO_GAP_END);
 const _: () = assert!(VIRTIO_IRQ_BASE > SERIAL_IRQ && VIRTIO_IRQ_BASE > ACPI_SCI_IRQ);
+const _: () = assert!(GED_IRQ < VIRTIO_IRQ_BASE && GED_IRQ != SERIAL_IRQ && GED_IRQ != CMOS_IRQ);
+const _: () =
+    assert!(ACPI_START < VMGENID_ADDR && VMGENID_ADDR + VMGENID_SIZE as u64 <= HIMEM_START);
 const _: () = assert!(VIRTIO_IRQ_MAX < IOAPIC_PINS as u32);
 const _: () = assert!(EBDA_START < ACPI_START && ACPI_START < HIMEM_START);

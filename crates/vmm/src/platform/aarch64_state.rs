@@ -16,6 +16,16 @@ impl LegacyHandles {
         Err("snapshots are not supported on aarch64 yet".into())
     }
 
+    /// Nothing to write: no VM generation ID on aarch64 yet.
+    pub fn first_generation(&self, _memory: &vm_memory::GuestMemoryMmap) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Always refused.
+    pub fn new_generation(&self, _memory: &vm_memory::GuestMemoryMmap) -> Result<(), String> {
+        Err("snapshots are not supported on aarch64 yet".into())
+    }
+
     /// Always refused.
     pub fn restore(&self, _state: &LegacyState) -> Result<(), String> {
         Err("snapshots are not supported on aarch64 yet".into())

@@ -15,9 +15,11 @@ use devices::i8042::I8042Device;
 use devices::pvpanic::PvPanic;
 use devices::serial::{ConsoleWriter, SerialDevice};
 use devices::trigger::EventFdTrigger;
+use devices::vmgenid::VmGenId;
 use devices::Bus;
 use kvm_ioctls::VmFd;
 use std::sync::{Arc, Mutex};
+use vm_memory::GuestAddress;
 
 /// Creates the legacy devices and places them on fresh buses.
 pub fn attach(
@@ -85,6 +87,14 @@ pub fn attach(
     )));
     io_bus.insert(pvpanic.clone(), layout::PVPANIC_PORT, 1)?;
 
+    let ged = eventfd()?;
+    vm.register_irqfd(&ged, layout::GED_IRQ)
+        .map_err(|e| VmmError::Irqfd(layout::GED_IRQ, e))?;
+    let vmgenid = Arc::new(VmGenId::new(
+        GuestAddress(layout::VMGENID_ADDR),
+        EventFdTrigger::new(ged),
+    ));
+
     let t = timeline.clone();
     let timer = BootTimer::new(
         layout::BOOT_TIMER_MAGIC,
@@ -105,6 +115,7 @@ pub fn attach(
         acpi_pm: acpi_pm.clone(),
         cmos: cmos.clone(),
         pvpanic,
+        vmgenid,
     };
     Ok(PlatformDevices {
         io_bus,

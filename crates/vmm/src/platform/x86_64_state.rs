@@ -6,8 +6,10 @@ use devices::cmos::{Cmos, CmosState};
 use devices::i8042::{I8042Device, I8042State};
 use devices::pvpanic::PvPanic;
 use devices::serial::{SerialDevice, SerialSnapshot};
+use devices::vmgenid::VmGenId;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex, MutexGuard};
+use vm_memory::GuestMemoryMmap;
 
 /// The platform devices, as a snapshot sees them.
 #[derive(Clone)]
@@ -17,6 +19,7 @@ pub(crate) struct LegacyHandles {
     pub acpi_pm: Arc<Mutex<AcpiPmDevice>>,
     pub cmos: Arc<Mutex<Cmos>>,
     pub pvpanic: Arc<Mutex<PvPanic>>,
+    pub vmgenid: Arc<VmGenId>,
 }
 
 /// Their saved state.
@@ -49,6 +52,23 @@ impl LegacyHandles {
             cmos: lock(&self.cmos).save(),
             pvpanic_reported: lock(&self.pvpanic).save(),
         })
+    }
+
+    /// The guest's first VM generation ID, written at boot.
+    pub fn first_generation(&self, memory: &GuestMemoryMmap) -> Result<(), String> {
+        self.vmgenid
+            .write_new_id(memory)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// A new VM generation (a restored snapshot): a fresh ID and its interrupt, so the
+    /// guest reseeds its random number generator.
+    pub fn new_generation(&self, memory: &GuestMemoryMmap) -> Result<(), String> {
+        self.vmgenid
+            .new_generation(memory)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     /// Puts `state` back into freshly built devices.
@@ -86,6 +106,10 @@ mod tests {
             acpi_pm: Arc::new(Mutex::new(AcpiPmDevice::new(evt(), evt(), 5, 1))),
             cmos: Arc::new(Mutex::new(Cmos::new())),
             pvpanic: Arc::new(Mutex::new(PvPanic::new(evt()))),
+            vmgenid: Arc::new(VmGenId::new(
+                vm_memory::GuestAddress(0xf_f000),
+                EventFdTrigger::new(evt()),
+            )),
         }
     }
 
