@@ -29,11 +29,12 @@ pub struct Cli {
     pub print_config: bool,
 
     /// Continue the VM snapshotted into DIR (its description comes from the
-    /// snapshot; console, log and seccomp options still apply, and --vsock gives this
-    /// VM its own socket, with the snapshot's CID).
+    /// snapshot; console, log and seccomp options still apply, and --vsock, --disk
+    /// and --net give this VM its own socket, images and taps in place of the
+    /// snapshot's: as many, in order, as the guest has).
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "config", "print_config", "kernel", "initrd", "cmdline", "no_default_cmdline",
-        "cmdline_preset", "mem", "mem_hugepages", "cpus", "disks", "nets", "rng",
+        "cmdline_preset", "mem", "mem_hugepages", "cpus", "rng",
         "kvm_device", "async_teardown",
     ])]
     pub restore: Option<PathBuf>,
@@ -261,8 +262,15 @@ impl Effective {
     pub fn restore_builder(&self, dir: &Path, origin: Instant) -> Result<VmBuilder, String> {
         let seccomp = self.seccomp_policy()?;
         let mut builder = VmBuilder::restore(dir).map_err(|e| vmm::error_chain(&e))?;
-        if let Some(v) = &self.file.spec.vsock {
+        let spec = &self.file.spec;
+        if let Some(v) = &spec.vsock {
             builder = builder.vsock(v.clone());
+        }
+        if !spec.disks.is_empty() {
+            builder = builder.disks(spec.disks.clone());
+        }
+        if !spec.nets.is_empty() {
+            builder = builder.nets(spec.nets.clone());
         }
         Ok(builder
             .console(self.console_output())

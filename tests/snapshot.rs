@@ -190,6 +190,13 @@ fn minivmm_restore_continues_and_refuses_bad_snapshots() {
         Duration::from_secs(10),
     );
     assert_one_line_error(&run, "--mem");
+    // Backends are this VM's own, but as many as the guest knows.
+    let run = run_minivmm(
+        &["--restore", d, "--disk", "path=/dev/null"],
+        b"",
+        Duration::from_secs(10),
+    );
+    assert_one_line_error(&run, "has 0 disks; 1 were given");
 
     let state = std::fs::read(dir.join("state")).unwrap();
     let memory_len = std::fs::metadata(dir.join("memory")).unwrap().len() as usize;

@@ -6,7 +6,10 @@
 
 use kvm_bindings::{kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
-use vcpu::snapshot::{complete_pending_io, msrs_to_save, restore_vcpu, save_vcpu, VcpuState};
+use vcpu::snapshot::{
+    check_host_features, complete_pending_io, missing_features, msrs_to_save, restore_vcpu,
+    save_vcpu, VcpuState,
+};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 const CODE: u64 = 0x1000;
@@ -100,4 +103,28 @@ fn a_restored_vcpu_continues_its_count() {
     for expected in 4..=6 {
         assert_eq!(next_count(&mut restored), expected);
     }
+
+    // This host offers what the guest was given; a feature it lacks is named.
+    let (_vm3, probe) = vm_with(&kvm, &copy);
+    check_host_features(&kvm, &probe, std::slice::from_ref(&state)).unwrap();
+    probe.set_cpuid2(&cpuid).unwrap();
+    let offered = probe.get_cpuid2(KVM_MAX_CPUID_ENTRIES).unwrap();
+    let supported = offered.as_slice();
+    assert!(missing_features(&state.cpuid, supported).is_empty());
+    let mut richer = state.cpuid.clone();
+    let leaf7 = richer
+        .iter_mut()
+        .find(|e| e.function == 7 && e.index == 0)
+        .expect("leaf 7");
+    let host7 = supported
+        .iter()
+        .find(|e| e.function == 7 && e.index == 0)
+        .unwrap();
+    let absent = (0..32)
+        .map(|b| 1u32 << b)
+        .find(|b| host7.ebx & b == 0)
+        .unwrap();
+    leaf7.ebx |= absent;
+    let missing = missing_features(&richer, supported);
+    assert_eq!(missing, vec![format!("CPUID 0x7.0 EBX bits {absent:#x}")]);
 }

@@ -172,6 +172,11 @@ pub(crate) fn build_machine(
                 .map_err(VmmError::VmGenId)?;
         }
         Start::Restore { state, .. } => {
+            let probe = vcpu_fds
+                .first()
+                .ok_or(VmmError::Snapshot("no vCPU".into()))?;
+            vcpu::snapshot::check_host_features(&kvm, probe, &state.vcpus)
+                .map_err(|e| VmmError::Snapshot(e.to_string()))?;
             crate::snapshot::apply(state, &vm_fd, &vcpu_fds, &legacy, &virtio, &memory)?;
         }
     }

@@ -268,3 +268,115 @@ pub(crate) fn apply(
     legacy.new_generation(memory).map_err(VmmError::VmGenId)?;
     Ok(())
 }
+
+/// Checks the backends a restored VM is given against the snapshot's devices, which
+/// the guest knows: as many disks (read-only where they were, the same serials), as
+/// many network interfaces (each keeps its MAC: an interface given without one gets
+/// the snapshot's), the same vsock CID, the rng as it was.
+pub(crate) fn check_backends(
+    saved: &VmSpec,
+    given: &mut VmSpec,
+) -> Result<(), crate::error::VmmError> {
+    let refuse = |what: String| Err(crate::error::VmmError::Snapshot(what));
+    if given.disks.len() != saved.disks.len() {
+        return refuse(format!(
+            "the snapshot's guest has {} disks; {} were given",
+            saved.disks.len(),
+            given.disks.len()
+        ));
+    }
+    for (i, (g, s)) in given.disks.iter().zip(&saved.disks).enumerate() {
+        if g.read_only != s.read_only || g.id != s.id {
+            return refuse(format!(
+                "disk {i} must be {} with serial {:?}, as in the snapshot",
+                if s.read_only {
+                    "read-only"
+                } else {
+                    "read-write"
+                },
+                s.id
+            ));
+        }
+    }
+    if given.nets.len() != saved.nets.len() {
+        return refuse(format!(
+            "the snapshot's guest has {} network interfaces; {} were given",
+            saved.nets.len(),
+            given.nets.len()
+        ));
+    }
+    for (i, (g, s)) in given.nets.iter_mut().zip(&saved.nets).enumerate() {
+        let mac = s
+            .mac
+            .unwrap_or_else(|| devices::virtio::net::default_mac(&s.tap));
+        match g.mac {
+            None => g.mac = Some(mac),
+            Some(m) if m == mac => {}
+            Some(m) => {
+                return refuse(format!(
+                    "interface {i} keeps its MAC {} in a restored guest, not {}",
+                    crate::format_mac(&mac),
+                    crate::format_mac(&m)
+                ))
+            }
+        }
+    }
+    let cid = |v: &Option<crate::VsockConfig>| v.as_ref().map(|v| v.cid);
+    if cid(&given.vsock) != cid(&saved.vsock) {
+        return refuse(format!(
+            "a restored guest keeps its vsock device and CID ({:?}), not {:?}",
+            cid(&saved.vsock),
+            cid(&given.vsock)
+        ));
+    }
+    if given.rng != saved.rng {
+        return refuse("a restored guest keeps its rng device as it was".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a failed unwrap fails the test
+    use super::*;
+
+    #[test]
+    fn a_restored_vm_keeps_the_devices_its_guest_knows() {
+        let mut saved = VmSpec::new("k");
+        saved.disks = vec![
+            "path=a.img".parse().unwrap(),
+            "path=b.img,readonly=on".parse().unwrap(),
+        ];
+        saved.nets = vec!["tap=tap0".parse().unwrap()];
+        saved.vsock = Some("socket=/run/a.sock,cid=7".parse().unwrap());
+
+        // Its own images, tap and socket: taken; the interface keeps the MAC its tap
+        // name gave it.
+        let mut given = saved.clone();
+        given.disks = vec![
+            "path=c.img".parse().unwrap(),
+            "path=d.img,readonly=on".parse().unwrap(),
+        ];
+        given.nets = vec!["tap=clone0".parse().unwrap()];
+        given.vsock = Some("socket=/run/b.sock,cid=7".parse().unwrap());
+        check_backends(&saved, &mut given).unwrap();
+        assert_eq!(
+            given.nets[0].mac,
+            Some(devices::virtio::net::default_mac("tap0"))
+        );
+
+        let bad = |f: &dyn Fn(&mut VmSpec)| {
+            let mut g = saved.clone();
+            f(&mut g);
+            check_backends(&saved, &mut g).unwrap_err().to_string()
+        };
+        assert!(bad(&|g| {
+            g.disks.pop();
+        })
+        .contains("2 disks; 1 were given"));
+        assert!(bad(&|g| g.disks[1].read_only = false).contains("read-only"));
+        assert!(bad(&|g| g.nets[0].mac = Some([2, 0, 0, 0, 0, 1])).contains("keeps its MAC"));
+        assert!(bad(&|g| g.vsock.as_mut().unwrap().cid = 8).contains("CID"));
+        assert!(bad(&|g| g.rng = false).contains("rng"));
+    }
+}

@@ -52,8 +52,11 @@ impl VmBuilder {
     /// and VMs restored from one snapshot share the host's page cache). A snapshot
     /// from another minivmm version or architecture, or a damaged one, is refused
     /// here. Runtime settings (console, seccomp, time origin) are the builder's, and
-    /// so is the vsock socket: each VM restored from one snapshot needs its own
-    /// ([`VmBuilder::vsock`] with the snapshot's CID).
+    /// so are the backends: each VM restored from one snapshot needs its own vsock
+    /// socket ([`VmBuilder::vsock`] with the snapshot's CID) and, for a disk the
+    /// guest writes, its own image ([`VmBuilder::disks`]: a second VM on the same
+    /// read-write image is refused, the image being locked), and may take its own
+    /// taps ([`VmBuilder::nets`]).
     pub fn restore(dir: impl AsRef<std::path::Path>) -> Result<Self, VmmError> {
         let restore = crate::snapshot::open(dir.as_ref())?;
         let mut builder = Self::from_config(VmConfig::from_spec(restore.state.spec.clone()));
@@ -131,6 +134,20 @@ impl VmBuilder {
         self
     }
 
+    /// Replaces the disk list (for a restored VM: its own images, one per disk of the
+    /// snapshot, in order, read-only where the snapshot's were).
+    pub fn disks(mut self, disks: Vec<DiskConfig>) -> Self {
+        self.config.spec.disks = disks;
+        self
+    }
+
+    /// Replaces the network interface list (for a restored VM: its own taps, one per
+    /// interface of the snapshot, in order; the guest keeps its MAC addresses).
+    pub fn nets(mut self, nets: Vec<NetConfig>) -> Self {
+        self.config.spec.nets = nets;
+        self
+    }
+
     /// Adds a virtio-vsock device (one per VM; a second call replaces the first).
     pub fn vsock(mut self, vsock: VsockConfig) -> Self {
         self.config.spec.vsock = Some(vsock);
@@ -204,15 +221,7 @@ impl VmBuilder {
             None
         };
         if let Some(r) = &self.restore {
-            let cid = |v: &Option<VsockConfig>| v.as_ref().map(|v| v.cid);
-            if cid(&r.state.spec.vsock) != cid(&self.config.spec.vsock) {
-                return Err(VmmError::Snapshot(format!(
-                    "a restored guest keeps its vsock device and CID ({:?}); the restore \
-                     asks for {:?}",
-                    cid(&r.state.spec.vsock),
-                    cid(&self.config.spec.vsock)
-                )));
-            }
+            crate::snapshot::check_backends(&r.state.spec, &mut self.config.spec)?;
         }
         crate::prepare::prepare(self.config, console, self.restore.as_ref())
     }

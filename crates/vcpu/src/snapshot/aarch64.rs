@@ -23,3 +23,12 @@ pub fn restore_vcpu(_fd: &VcpuFd, _state: &VcpuState) -> Result<(), VcpuStateErr
 pub fn snapshot_support(_kvm: &kvm_ioctls::Kvm) -> Result<Vec<u32>, VcpuStateError> {
     Err(VcpuStateError::Unsupported("aarch64"))
 }
+
+/// Always [`VcpuStateError::Unsupported`].
+pub fn check_host_features(
+    _kvm: &kvm_ioctls::Kvm,
+    _probe: &VcpuFd,
+    _vcpus: &[VcpuState],
+) -> Result<(), VcpuStateError> {
+    Err(VcpuStateError::Unsupported("aarch64"))
+}

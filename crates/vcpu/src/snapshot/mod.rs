@@ -8,11 +8,11 @@ mod aarch64;
 mod x86_64;
 
 #[cfg(target_arch = "aarch64")]
-pub use aarch64::{restore_vcpu, save_vcpu, snapshot_support, VcpuState};
+pub use aarch64::{check_host_features, restore_vcpu, save_vcpu, snapshot_support, VcpuState};
 #[cfg(target_arch = "x86_64")]
 pub use x86_64::{
-    check_xsave_size, msrs_to_save, restore_vcpu, save_vcpu, snapshot_support, VcpuState,
-    XSAVE2_CAP,
+    check_host_features, check_xsave_size, missing_features, msrs_to_save, restore_vcpu, save_vcpu,
+    snapshot_support, VcpuState, XSAVE2_CAP,
 };
 
 /// Why a vCPU's state cannot be saved or restored.
@@ -45,6 +45,9 @@ pub enum VcpuStateError {
     /// The guest ran at a TSC frequency this host cannot give it.
     #[error("the guest's TSC ran at {0} kHz; this host cannot set it ({1})")]
     TscFrequency(u32, #[source] kvm_ioctls::Error),
+    /// The snapshot's guest was given CPU features this host lacks.
+    #[error("this host's CPU lacks features the snapshot's guest was given: {0}")]
+    HostLacksFeatures(String),
     /// The architecture has no snapshot support yet.
     #[error("snapshots are not supported on {0} yet")]
     Unsupported(&'static str),

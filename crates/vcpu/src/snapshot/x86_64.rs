@@ -69,6 +69,77 @@ pub fn snapshot_support(kvm: &Kvm) -> Result<Vec<u32>, VcpuStateError> {
     msrs_to_save(kvm)
 }
 
+/// The CPUID feature words a guest's software acts on (leaf, subleaf, register) and
+/// the bits in them that are not host features: set by the VMM (hypervisor, HTT) or
+/// by the guest's own state (OSXSAVE follows CR4).
+const FEATURE_WORDS: [(u32, u32, usize, u32); 8] = [
+    (0x1, 0, 2, (1 << 31) | (1 << 27)),
+    (0x1, 0, 3, 1 << 28),
+    (0x7, 0, 1, 0),
+    (0x7, 0, 2, 0),
+    (0x7, 0, 3, 0),
+    (0xd, 1, 0, 0),
+    (0x8000_0001, 0, 2, 0),
+    (0x8000_0001, 0, 3, 0),
+];
+
+fn register(e: &kvm_cpuid_entry2, reg: usize) -> u32 {
+    [e.eax, e.ebx, e.ecx, e.edx][reg]
+}
+
+/// The CPUID features a snapshot's vCPU was given that `supported` (this host's
+/// KVM_GET_SUPPORTED_CPUID) lacks, as "leaf.subleaf REG bits" lines; empty when the
+/// host can run the guest.
+pub fn missing_features(saved: &[kvm_cpuid_entry2], supported: &[kvm_cpuid_entry2]) -> Vec<String> {
+    let find = |set: &[kvm_cpuid_entry2], leaf: u32, sub: u32| {
+        set.iter()
+            .find(|e| e.function == leaf && (e.index == sub || e.flags & 1 == 0))
+            .copied()
+    };
+    let mut missing = Vec::new();
+    for (leaf, sub, reg, ignored) in FEATURE_WORDS {
+        let Some(guest) = find(saved, leaf, sub) else {
+            continue;
+        };
+        let host = find(supported, leaf, sub).map_or(0, |e| register(&e, reg));
+        let lacking = register(&guest, reg) & !host & !ignored;
+        if lacking != 0 {
+            let name = ["EAX", "EBX", "ECX", "EDX"][reg];
+            missing.push(format!("CPUID {leaf:#x}.{sub} {name} bits {lacking:#x}"));
+        }
+    }
+    missing
+}
+
+/// Refuses a snapshot whose vCPUs were given CPU features this host's KVM does not
+/// offer (the guest would fault on them, or worse). The reference is what KVM gives
+/// `probe`, a vCPU of the new VM that has not run, for the CPUID it reports as
+/// supported: on most hosts that list itself, on some nested ones a fuller one (KVM
+/// there adds the host CPU's features to what it reports). `probe`'s own CPUID is
+/// set again when its state is restored.
+pub fn check_host_features(
+    kvm: &Kvm,
+    probe: &VcpuFd,
+    vcpus: &[VcpuState],
+) -> Result<(), VcpuStateError> {
+    let supported = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(|e| VcpuStateError::Get("supported CPUID", e))?;
+    probe
+        .set_cpuid2(&supported)
+        .map_err(|e| VcpuStateError::Set("CPUID", e))?;
+    let offered = probe
+        .get_cpuid2(KVM_MAX_CPUID_ENTRIES)
+        .map_err(|e| VcpuStateError::Get("CPUID", e))?;
+    for state in vcpus {
+        let missing = missing_features(&state.cpuid, offered.as_slice());
+        if !missing.is_empty() {
+            return Err(VcpuStateError::HostLacksFeatures(missing.join(", ")));
+        }
+    }
+    Ok(())
+}
+
 /// The MSRs a snapshot saves: every one KVM lists as saved and restored.
 pub fn msrs_to_save(kvm: &Kvm) -> Result<Vec<u32>, VcpuStateError> {
     let list = kvm
