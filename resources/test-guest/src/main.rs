@@ -190,7 +190,7 @@ fn blk_stream(out: &mut Serial) {
             return;
         }
         n += 1;
-        if n % 100 == 0 {
+        if n.is_multiple_of(100) {
             let _ = writeln!(out, "blk-stream: {n} ok");
         }
     }
