@@ -10,11 +10,9 @@ use common::*;
 use std::time::Duration;
 use vmm::VmBuilder;
 
-#[test]
-fn a_paused_vm_snapshots_into_a_directory_and_runs_on() {
-    if !kvm_available("snapshot") {
-        return;
-    }
+/// The test guest counting every 5 ms on its console, 64 MiB, started and seen to
+/// print `marker`.
+fn counting_vm(marker: &str) -> (vmm::VmHandle, vmm::ConsoleStream) {
     let mut vm = VmBuilder::new(test_guest())
         .cmdline("guest.test=count count.ms=5")
         .memory_mib(64)
@@ -22,9 +20,16 @@ fn a_paused_vm_snapshots_into_a_directory_and_runs_on() {
         .start()
         .expect("start");
     let mut console = vm.take_console().unwrap();
-    assert!(console
-        .wait_for("tick 3", Duration::from_secs(10))
-        .is_some());
+    assert!(console.wait_for(marker, Duration::from_secs(10)).is_some());
+    (vm, console)
+}
+
+#[test]
+fn a_paused_vm_snapshots_into_a_directory_and_runs_on() {
+    if !kvm_available("snapshot") {
+        return;
+    }
+    let (vm, mut console) = counting_vm("tick 3");
     let dir = scratch("snapshot").join("snap");
 
     let err = vm.snapshot(&dir).unwrap_err().to_string();
@@ -132,16 +137,7 @@ fn a_restored_vm_continues_its_count_in_a_new_vm() {
 /// A paused count guest snapshotted into `dir`; the last complete tick and the
 /// partial line after it.
 fn snapshot_counting_guest(dir: &std::path::Path) -> (u64, String) {
-    let mut vm = VmBuilder::new(test_guest())
-        .cmdline("guest.test=count count.ms=5")
-        .memory_mib(64)
-        .console_stream()
-        .start()
-        .expect("start");
-    let mut console = vm.take_console().unwrap();
-    assert!(console
-        .wait_for("tick 5", Duration::from_secs(10))
-        .is_some());
+    let (vm, mut console) = counting_vm("tick 5");
     vm.pause().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let last = last_tick(&console.text());
