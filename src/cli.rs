@@ -34,8 +34,7 @@ pub struct Cli {
     /// snapshot's: as many, in order, as the guest has).
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "config", "print_config", "kernel", "initrd", "cmdline", "no_default_cmdline",
-        "cmdline_preset", "mem", "mem_hugepages", "cpus", "rng",
-        "kvm_device", "async_teardown",
+        "cmdline_preset", "mem", "mem_hugepages", "cpus", "rng", "async_teardown",
     ])]
     pub restore: Option<PathBuf>,
 
@@ -263,6 +262,7 @@ impl Effective {
         let seccomp = self.seccomp_policy()?;
         let mut builder = VmBuilder::restore(dir).map_err(|e| vmm::error_chain(&e))?;
         let spec = &self.file.spec;
+        builder = builder.kvm_device(spec.kvm_path.clone());
         if let Some(v) = &spec.vsock {
             builder = builder.vsock(v.clone());
         }

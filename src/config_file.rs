@@ -72,8 +72,11 @@ impl FileConfig {
                 front.insert(key.to_string(), v);
             }
         }
-        let front = serde_json::from_value(Value::Object(front)).map_err(|e| e.to_string())?;
-        let spec: VmSpec = serde_json::from_value(Value::Object(vm)).map_err(|e| e.to_string())?;
+        // Errors name the field they are about ("cpus: invalid type ...").
+        let front =
+            serde_path_to_error::deserialize(Value::Object(front)).map_err(|e| e.to_string())?;
+        let spec: VmSpec =
+            serde_path_to_error::deserialize(Value::Object(vm)).map_err(|e| e.to_string())?;
         spec.check_devices()?;
         Ok(Self { spec, front })
     }
@@ -103,6 +106,11 @@ mod tests {
         let err = FileConfig::parse(r#"{"disks": [{"path": "a", "cache": 1}]}"#).unwrap_err();
         assert!(err.contains("unknown field `cache`"), "{err}");
         assert!(FileConfig::parse("[1]").is_err());
+        // A value of the wrong type names its field; broken JSON its line and column.
+        let err = FileConfig::parse(r#"{"kernel": "k", "cpus": "2"}"#).unwrap_err();
+        assert!(err.starts_with("cpus: invalid type"), "{err}");
+        let err = FileConfig::parse("{\n\"kernel\": }").unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
     }
 
     #[test]

@@ -118,20 +118,36 @@ fn a_restored_vm_continues_its_count_in_a_new_vm() {
     assert_eq!(next, format!("tick {}", n + 2));
 
     // The clone is a new VM generation: its VMGenID (ACPI VM_GEN_COUNTER) differs
-    // from the one the original booted with, which was set (not all zero).
-    restored.pause().unwrap();
-    let again = dir.with_file_name("snap-of-clone");
-    restored.snapshot(&again).unwrap();
+    // from the one the original booted with, which was set (not all zero). The clone
+    // snapshots into the directory it was restored from, whose memory file it maps:
+    // the new file replaces the old one without touching the mapping.
     let id = |d: &std::path::Path| {
         let memory = std::fs::read(d.join("memory")).unwrap();
         let at = arch::layout::VMGENID_ADDR as usize;
         memory[at..at + arch::layout::VMGENID_SIZE].to_vec()
     };
-    let (original, clone) = (id(&dir), id(&again));
+    let original = id(&dir);
+    restored.pause().unwrap();
+    restored.snapshot(&dir).unwrap();
+    let clone = id(&dir);
     assert!(original.iter().any(|&b| b != 0), "{original:?}");
     assert_ne!(original, clone);
+    restored.resume().unwrap();
+    assert!(out.wait_for("tick", Duration::from_secs(10)).is_some());
     restored.stop();
     assert_eq!(restored.wait().reason, vmm::ExitReason::StopRequested);
+    // And the replaced snapshot restores.
+    let mut again = VmBuilder::restore(&dir)
+        .unwrap()
+        .console_stream()
+        .start()
+        .unwrap();
+    let mut again_out = again.take_console().unwrap();
+    assert!(again_out
+        .wait_for("tick", Duration::from_secs(10))
+        .is_some());
+    again.stop();
+    again.wait();
 }
 
 /// A paused count guest snapshotted into `dir`; the last complete tick and the

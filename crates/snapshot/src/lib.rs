@@ -48,7 +48,7 @@ impl Origin {
 pub enum SnapshotError {
     /// The file could not be read or written.
     #[error("{0}: {1}")]
-    Io(String, #[source] std::io::Error),
+    Io(String, std::io::Error),
     /// Shorter than its header, or than the body its header announces.
     #[error("the snapshot is truncated: {0} bytes, {1} expected")]
     Truncated(u64, u64),
@@ -95,7 +95,7 @@ pub enum SnapshotError {
     Header(&'static str),
     /// The body does not parse as the state this minivmm expects.
     #[error("the snapshot's state does not parse: {0}")]
-    Body(#[source] serde_json::Error),
+    Body(serde_json::Error),
 }
 
 /// The file's bytes: header, then `body` as JSON.
@@ -133,10 +133,30 @@ pub fn write_file<T: Serialize>(
     std::fs::rename(&tmp, path).map_err(|e| io("renaming into", e))
 }
 
-/// Reads and checks `path`, and parses its body.
+/// Largest state file read (a vCPU's state is some 20 KiB).
+pub const MAX_FILE_LEN: u64 = 64 << 20;
+
+/// Reads and checks `path` (a regular file of at most [`MAX_FILE_LEN`] bytes), and
+/// parses its body.
 pub fn read_file<T: DeserializeOwned>(path: &Path, origin: &Origin) -> Result<T, SnapshotError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| SnapshotError::Io(format!("reading {}", path.display()), e))?;
+    use std::io::Read;
+    let io = |e| SnapshotError::Io(format!("reading {}", path.display()), e);
+    let file = std::fs::File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(SnapshotError::Header(
+            "the state file is not a regular file",
+        ));
+    }
+    if meta.len() > MAX_FILE_LEN {
+        return Err(SnapshotError::Header(
+            "the state file is larger than 64 MiB",
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_FILE_LEN + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
     decode(origin, &bytes)
 }
 

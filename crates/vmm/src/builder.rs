@@ -172,6 +172,9 @@ pub(crate) fn build_machine(
                 .map_err(VmmError::VmGenId)?;
         }
         Start::Restore { state, .. } => {
+            // This host must hold the saved XSAVE area (no AMX) and offer the features.
+            vcpu::snapshot::snapshot_support(&kvm)
+                .map_err(|e| VmmError::Snapshot(e.to_string()))?;
             let probe = vcpu_fds
                 .first()
                 .ok_or(VmmError::Snapshot("no vCPU".into()))?;

@@ -107,10 +107,10 @@ pub enum VmmError {
     VmGenId(String),
     /// A snapshot file could not be written or read.
     #[error("snapshot: {0} {p}: {2}", p = .1.display())]
-    SnapshotIo(&'static str, PathBuf, #[source] std::io::Error),
+    SnapshotIo(&'static str, PathBuf, std::io::Error),
     /// A snapshot's state file is not one this minivmm reads.
     #[error("snapshot: {0}")]
-    SnapshotFormat(#[from] snapshot::SnapshotError),
+    SnapshotFormat(snapshot::SnapshotError),
     /// The event manager could not be created.
     #[error("cannot create the event loop: {0:?}")]
     EventManager(event_manager::Error),
@@ -137,4 +137,10 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+impl From<snapshot::SnapshotError> for VmmError {
+    fn from(e: snapshot::SnapshotError) -> Self {
+        VmmError::SnapshotFormat(e)
+    }
 }

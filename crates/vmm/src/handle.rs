@@ -29,6 +29,8 @@ pub struct VmHandle {
     vsock_socket: Option<PathBuf>,
     live: Liveness,
     snapshots: Option<SnapshotSlot>,
+    /// One snapshot at a time (they share the slot).
+    snapshotting: std::sync::Mutex<()>,
 }
 
 impl VmHandle {
@@ -48,6 +50,7 @@ impl VmHandle {
             vsock_socket: None,
             live: Liveness::new(),
             snapshots: None,
+            snapshotting: std::sync::Mutex::new(()),
         }
     }
 
@@ -145,11 +148,12 @@ impl VmHandle {
     /// Writes a snapshot of the paused VM into `dir` (created if missing): its state
     /// file and guest memory (see [`crate::snapshot`]). The VM stays paused; resume
     /// it or stop it afterwards. Refused while the VM runs, on hosts or guests a
-    /// snapshot cannot cover (aarch64, AMX state, virtio devices in use).
+    /// snapshot cannot cover (aarch64, AMX state).
     pub fn snapshot(&self, dir: &Path) -> Result<(), VmmError> {
         let Some(slot) = &self.snapshots else {
             return Err(VmmError::NotRunning);
         };
+        let _one_at_a_time = self.snapshotting.lock().unwrap_or_else(|p| p.into_inner());
         crate::snapshot::take(dir, slot, || {
             self.control.call(Request::Snapshot, SNAPSHOT_TIMEOUT)
         })

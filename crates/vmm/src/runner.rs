@@ -496,6 +496,9 @@ impl Running {
                     .iter()
                     .filter(|t| !t.is_finished())
                     .count();
+                if live < self.vcpu_threads.len() {
+                    return Err("a vCPU has stopped; the VM is ending".into());
+                }
                 if !state.pause_requested() || state.parked() < live {
                     return Err("pause the VM first".into());
                 }

@@ -4,8 +4,9 @@
 //!
 //! A snapshot is a directory: `state` (the `snapshot` crate's checksummed container
 //! around [`SnapshotState`] as JSON) and `memory` (guest RAM, the regions one after
-//! the other, as [`SnapshotState::memory`] lists them). Virtio devices their driver
-//! has activated are refused for now, and restoring is not built yet.
+//! the other, as [`SnapshotState::memory`] lists them). A snapshot is trusted input:
+//! it names the disk images and taps a restored VM opens unless it is given its own.
+//! Restoring: [`open`], then the builder with [`apply`] (docs/snapshot.md).
 
 use crate::platform::{LegacyHandles, LegacyState};
 use crate::spec::VmSpec;
@@ -167,21 +168,40 @@ pub(crate) fn take(
         move |e| VmmError::SnapshotIo(what, path, e)
     };
     std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
+    // A new file under a name of its own, renamed over `memory` only once complete:
+    // VMs restored from an earlier snapshot in `dir` map the old file, which must not
+    // change under them, and a refused or failed snapshot leaves `dir` as it was.
     let mem_path = dir.join(MEMORY_FILE);
-    let file = std::fs::File::create(&mem_path).map_err(io("creating", &mem_path))?;
-    let given = file.try_clone().map_err(io("opening", &mem_path))?;
-    *lock(slot) = Exchange {
-        memory_file: Some(given),
-        state: None,
-    };
-    let asked = ask();
-    let state = std::mem::take(&mut *lock(slot)).state;
-    asked?;
-    let state =
-        state.ok_or_else(|| VmmError::Snapshot("the VM answered without a state".into()))?;
-    file.sync_all().map_err(io("syncing", &mem_path))?;
-    snapshot::write_file(&dir.join(STATE_FILE), &origin(), &state)?;
-    Ok(())
+    let tmp_path = dir.join(format!(".{MEMORY_FILE}.{}.tmp", std::process::id()));
+    let file = std::fs::File::create(&tmp_path).map_err(io("creating", &tmp_path))?;
+    let result = (|| {
+        let given = file.try_clone().map_err(io("opening", &tmp_path))?;
+        *lock(slot) = Exchange {
+            memory_file: Some(given),
+            state: None,
+        };
+        let asked = ask();
+        let state = std::mem::take(&mut *lock(slot)).state;
+        asked?;
+        let state =
+            state.ok_or_else(|| VmmError::Snapshot("the VM answered without a state".into()))?;
+        file.sync_all().map_err(io("syncing", &tmp_path))?;
+        // The old state goes first: a directory with a state file is complete.
+        let state_path = dir.join(STATE_FILE);
+        match std::fs::remove_file(&state_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(VmmError::SnapshotIo("removing", state_path, e))
+            }
+            _ => {}
+        }
+        std::fs::rename(&tmp_path, &mem_path).map_err(io("renaming into", &mem_path))?;
+        snapshot::write_file(&state_path, &origin(), &state)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp_path);
+    }
+    result
 }
 
 /// Reads and checks a snapshot's state file.

@@ -18,15 +18,17 @@ pub(crate) fn check_config(
     booting: bool,
 ) -> Result<(), VmmError> {
     check_size(config.spec.mem_size, host_ram())?;
-    if config.spec.mem_hugepages {
-        crate::memory::check_huge_pages(config.spec.mem_size)?;
-    }
     check_vcpu_count(config.spec.vcpus, arch::layout::MAX_VCPUS)?;
     if crate::builder::virtio_device_count(config) > MAX_DEVICES {
         return Err(VmmError::TooManyDevices(MAX_DEVICES));
     }
+    // A restored guest's memory is its snapshot's file, not huge pages, and its kernel
+    // has long been loaded.
     if !booting {
         return Ok(());
+    }
+    if config.spec.mem_hugepages {
+        crate::memory::check_huge_pages(config.spec.mem_size)?;
     }
     boot::check_kernel(&config.spec.kernel)?;
     if let Some(initrd) = &config.spec.initrd {

@@ -59,7 +59,10 @@ impl VmBuilder {
     /// taps ([`VmBuilder::nets`]).
     pub fn restore(dir: impl AsRef<std::path::Path>) -> Result<Self, VmmError> {
         let restore = crate::snapshot::open(dir.as_ref())?;
-        let mut builder = Self::from_config(VmConfig::from_spec(restore.state.spec.clone()));
+        let mut spec = restore.state.spec.clone();
+        // This host's KVM device, not the one of the host that took the snapshot.
+        spec.kvm_path = crate::config::DEFAULT_KVM_PATH.into();
+        let mut builder = Self::from_config(VmConfig::from_spec(spec));
         builder.restore = Some(restore);
         Ok(builder)
     }

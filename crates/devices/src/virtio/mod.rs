@@ -63,10 +63,17 @@ impl VirtioInterrupt {
         self.status.load(Ordering::Acquire)
     }
 
-    /// Sets the pending bits to `bits` (a restored snapshot's), without an interrupt:
-    /// the in-kernel interrupt controller's restored state carries any in flight.
+    /// Sets the pending bits to `bits` (a restored snapshot's) and, if any is set,
+    /// raises the interrupt once more: one injected just before the snapshot may not
+    /// have reached the saved interrupt controller (a spare one is harmless, the
+    /// driver reads the bits).
     pub fn restore_status(&self, bits: u32) {
         self.status.store(bits, Ordering::Release);
+        if bits != 0 {
+            if let Err(e) = self.irq.write(1) {
+                log::error!("virtio: cannot inject interrupt: {e}");
+            }
+        }
     }
 
     /// Clears the bits the driver acknowledged (InterruptACK).

@@ -48,6 +48,9 @@ pub enum VcpuStateError {
     /// The snapshot's guest was given CPU features this host lacks.
     #[error("this host's CPU lacks features the snapshot's guest was given: {0}")]
     HostLacksFeatures(String),
+    /// The vCPU was in the middle of an instruction with more I/O to do.
+    #[error("a vCPU was in the middle of an I/O instruction; take the snapshot again")]
+    IoInFlight,
     /// The architecture has no snapshot support yet.
     #[error("snapshots are not supported on {0} yet")]
     Unsupported(&'static str),
@@ -64,8 +67,9 @@ pub fn complete_pending_io(fd: &mut kvm_ioctls::VcpuFd) -> Result<(), VcpuStateE
     fd.set_kvm_immediate_exit(0);
     match result {
         Err(e) if e.errno() == libc::EINTR => Ok(()),
-        // Some exit came back instead: nothing was pending that needed the guest.
-        Ok(()) => Ok(()),
+        // An exit came back: the instruction goes on with more I/O (string I/O, a
+        // split MMIO access) that this thread would have to serve; not saved mid-way.
+        Ok(()) => Err(VcpuStateError::IoInFlight),
         Err(e) => Err(VcpuStateError::Get("pending I/O completion", e)),
     }
 }

@@ -134,6 +134,15 @@ impl MmioTransport {
                 self.queues.len()
             ));
         }
+        for (i, (saved, q)) in state.queues.iter().zip(&self.queues).enumerate() {
+            if saved.max_size != q.max_size() {
+                return Err(format!(
+                    "virtio device type {device_type}: queue {i} holds {} entries, the saved one {}",
+                    q.max_size(),
+                    saved.max_size
+                ));
+            }
+        }
         let queues = state
             .queues
             .iter()
