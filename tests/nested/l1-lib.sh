@@ -211,7 +211,7 @@ since() { awk -v a="$1" -v b="$(uptime_s)" 'BEGIN { printf "%.2f", b - a }'; }
 run_l2_agent() {
     name=$1; shift
     s=/tmp/v.sock
-    for attempt in 1 2; do
+    for attempt in 1 2 3; do
         echo "=== BEGIN $name"
         t0=$(uptime_s)
         # Info logs: the vsock device's counters and any connection still open at the
@@ -227,8 +227,8 @@ run_l2_agent() {
         # interrupt: every check from then on stands still, with the device's TX
         # ring all returned, nothing owed, and its interrupt raised but never
         # acknowledged (Firecracker's L2 dies under the same stream in the same L1).
-        # One retry for either.
-        if [ "$rc" != 0 ] && [ "$attempt" = 1 ]; then
+        # Up to two retries for either (one run in CI saw both, one after the other).
+        if [ "$rc" != 0 ] && [ "$attempt" != 3 ]; then
             if grep -q "guest triple fault" /tmp/l2.out; then
                 echo "=== RETRY $name: the L2 triple-faulted (rc=$rc); running it once more"
                 continue
@@ -265,7 +265,9 @@ agent_checks() {
     # Normally 4-10 s; a stream that stands still for 90 s ends the run early (the
     # device's state at the end tells a lost interrupt from a device fault).
     timeout 90 minivmm exec --vsock-socket "$s" -- sh -c 'head -c 16777216 /dev/urandom | tee /tmp/big' > /tmp/big.host
-    if [ $? = 124 ]; then
+    # busybox's timeout exits with the command's status (minivmm exec's, after the
+    # SIGTERM), not 124: the time taken says it.
+    if awk -v t="$(since "$t")" 'BEGIN { exit !(t >= 89) }'; then
         echo "AGENT: big16 timed-out size=$(wc -c < /tmp/big.host) after=$(since "$t")"
         kill -TERM "$bounded_pid"
         return
