@@ -100,6 +100,12 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub console_log: Option<PathBuf>,
 
+    /// Serve the control API (HTTP/1.1 and JSON: status, pause, resume, snapshot,
+    /// shutdown, metrics; docs/api/openapi.json) on a Unix socket created at PATH,
+    /// mode 0600. The path must not exist; it is removed on exit.
+    #[arg(long, value_name = "PATH")]
+    pub api_socket: Option<PathBuf>,
+
     /// Print the boot timeline (milliseconds since minivmm started) to stderr on exit.
     #[arg(long)]
     pub boot_timeline: bool,

@@ -106,6 +106,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The API socket before the VM: a bad path is reported before anything runs.
+    let api_socket = match cli.api_socket.as_deref().map(vmm::api::ApiSocket::bind) {
+        None => None,
+        Some(Ok(socket)) => Some(socket),
+        Some(Err(e)) => {
+            eprintln!("minivmm: error: {}", error_chain(&e));
+            return ExitCode::FAILURE;
+        }
+    };
     if STOP_SIGNAL.load(Ordering::SeqCst) != 0 {
         return stopped_by(STOP_SIGNAL.load(Ordering::SeqCst));
     }
@@ -113,6 +122,16 @@ fn main() -> ExitCode {
         Ok(h) => h,
         Err(e) => {
             eprintln!("minivmm: error: {}", error_chain(&e));
+            return ExitCode::FAILURE;
+        }
+    };
+    let api = match api_socket.map(|s| s.serve(handle.controller())) {
+        None => None,
+        Some(Ok(server)) => Some(server),
+        Some(Err(e)) => {
+            eprintln!("minivmm: error: {}", error_chain(&e));
+            handle.stop();
+            let _ = handle.wait();
             return ExitCode::FAILURE;
         }
     };
@@ -128,6 +147,7 @@ fn main() -> ExitCode {
     }
     let exit = handle.wait();
     STOP_FD.store(-1, Ordering::SeqCst);
+    drop(api);
     if effective.boot_timeline || log::log_enabled!(log::Level::Debug) {
         eprint!("{}", exit.timeline);
         eprintln!(
@@ -140,7 +160,14 @@ fn main() -> ExitCode {
             log::info!("{r}");
             ExitCode::SUCCESS
         }
-        ExitReason::StopRequested => stopped_by(STOP_SIGNAL.load(Ordering::SeqCst)),
+        ExitReason::StopRequested => match STOP_SIGNAL.load(Ordering::SeqCst) {
+            // No signal: the control API stopped it (a shutdown the guest ignored).
+            0 => {
+                log::info!("stopped through the control API");
+                ExitCode::SUCCESS
+            }
+            sig => stopped_by(sig),
+        },
         r => {
             eprintln!("minivmm: error: {r}");
             ExitCode::FAILURE

@@ -4,6 +4,7 @@ pub mod acpi_pm;
 pub mod boot_timer;
 pub mod bus;
 pub mod cmos;
+pub mod counters;
 pub mod guest_log;
 pub mod i8042;
 pub mod pvpanic;

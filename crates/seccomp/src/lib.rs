@@ -31,15 +31,18 @@ pub enum ThreadRole {
     Main,
     /// A device's own I/O thread (virtio-blk): waits on eventfds and does disk I/O.
     Io,
+    /// A control API worker: serves HTTP on its Unix socket, writes snapshots.
+    Api,
 }
 
 impl ThreadRole {
     /// Every role.
-    pub const ALL: [ThreadRole; 4] = [
+    pub const ALL: [ThreadRole; 5] = [
         ThreadRole::Vcpu,
         ThreadRole::Events,
         ThreadRole::Main,
         ThreadRole::Io,
+        ThreadRole::Api,
     ];
 
     /// The role's name, as in a custom filter file.
@@ -49,6 +52,7 @@ impl ThreadRole {
             Self::Events => "events",
             Self::Main => "main",
             Self::Io => "io",
+            Self::Api => "api",
         }
     }
 }
@@ -66,7 +70,7 @@ pub enum SeccompError {
     #[error("seccomp filter file {0}")]
     Compile(std::path::PathBuf, #[source] seccompiler::Error),
     /// The custom filter file names a thread minivmm does not have.
-    #[error("seccomp filter file {0}: unknown thread '{1}' (known: vcpu, events, main, io)")]
+    #[error("seccomp filter file {0}: unknown thread '{1}' (known: vcpu, events, main, io, api)")]
     UnknownThread(std::path::PathBuf, String),
     /// The kernel refused the filter.
     #[error("installing the {0} seccomp filter")]

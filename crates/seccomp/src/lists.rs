@@ -176,11 +176,14 @@ fn events() -> Vec<Entry> {
 }
 
 /// The command-line program's main thread once the VM runs: it waits for the event
-/// loop, prints the timeline and exits.
+/// loop, prints the timeline and exits; with a control API, it then stops the API
+/// (shutting its sockets down) and removes its socket file.
 fn main_thread() -> Vec<Entry> {
     let mut list = common();
     list.push(ioctls(Vec::new()));
     list.extend(thread_signals(&[]));
+    list.extend([any(libc::SYS_shutdown), any(libc::SYS_unlinkat)]);
+    list.extend(arch::main_thread());
     list
 }
 
@@ -204,6 +207,41 @@ fn io() -> Vec<Entry> {
     list
 }
 
+/// A control API worker: accepts connections on its Unix socket and serves them
+/// (socket reads and writes, timeouts, shutdown); a snapshot request creates the
+/// snapshot directory and files, syncs, renames and removes them; metrics read
+/// /proc/self/statm and call mincore on guest memory.
+fn api() -> Vec<Entry> {
+    let mut list = common();
+    list.push(ioctls(Vec::new()));
+    list.extend(thread_signals(&[]));
+    list.extend([
+        any(libc::SYS_accept4),
+        any(libc::SYS_read),
+        any(libc::SYS_recvfrom),
+        any(libc::SYS_sendto),
+        any(libc::SYS_setsockopt),
+        any(libc::SYS_shutdown),
+        arg_in(libc::SYS_fcntl, 1, &[libc::F_DUPFD_CLOEXEC as u64]),
+        any(libc::SYS_openat),
+        any(libc::SYS_mkdirat),
+        any(libc::SYS_newfstatat),
+        any(libc::SYS_statx),
+        any(libc::SYS_fstat),
+        any(libc::SYS_lseek),
+        any(libc::SYS_ftruncate),
+        any(libc::SYS_fallocate),
+        any(libc::SYS_fsync),
+        any(libc::SYS_fdatasync),
+        any(libc::SYS_renameat),
+        any(libc::SYS_renameat2),
+        any(libc::SYS_unlinkat),
+        any(libc::SYS_mincore),
+    ]);
+    list.extend(arch::api());
+    list
+}
+
 /// The allow-list of `role`.
 pub(crate) fn entries(role: ThreadRole) -> Vec<Entry> {
     match role {
@@ -211,6 +249,7 @@ pub(crate) fn entries(role: ThreadRole) -> Vec<Entry> {
         ThreadRole::Events => events(),
         ThreadRole::Main => main_thread(),
         ThreadRole::Io => io(),
+        ThreadRole::Api => api(),
     }
 }
 

@@ -22,6 +22,7 @@ pub use header::{Header, FORMAT_VERSION, HEADER_LEN, MAGIC};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// Who writes or may read a snapshot: the minivmm version and the architecture.
@@ -127,7 +128,14 @@ pub fn write_file<T: Serialize>(
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = std::path::PathBuf::from(tmp);
-    let mut f = std::fs::File::create(&tmp).map_err(|e| io("creating", e))?;
+    // The state holds guest secrets too (register contents): owner only.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| io("creating", e))?;
     f.write_all(&bytes).map_err(|e| io("writing", e))?;
     f.sync_all().map_err(|e| io("syncing", e))?;
     std::fs::rename(&tmp, path).map_err(|e| io("renaming into", e))

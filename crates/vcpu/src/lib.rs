@@ -2,12 +2,14 @@
 //! the buses and turns every other exit into a [`VcpuExitReason`] for the VMM.
 
 mod arch;
+mod counters;
 mod exit;
 mod kick;
 pub mod snapshot;
 mod state;
 pub mod x86_insn;
 
+pub use counters::ExitCounters;
 pub use exit::{InternalErrorInfo, VcpuExitReason};
 pub use kick::{install_kick_handler, kick_signal};
 pub use state::RunState;
@@ -36,12 +38,23 @@ pub struct Vcpu {
     id: u8,
     fd: VcpuFd,
     ctx: VcpuContext,
+    counters: Arc<ExitCounters>,
 }
 
 impl Vcpu {
     /// Wraps a configured vCPU.
     pub fn new(id: u8, fd: VcpuFd, ctx: VcpuContext) -> Self {
-        Self { id, fd, ctx }
+        Self {
+            id,
+            fd,
+            ctx,
+            counters: Arc::default(),
+        }
+    }
+
+    /// This vCPU's exit counters.
+    pub fn counters(&self) -> Arc<ExitCounters> {
+        self.counters.clone()
     }
 
     /// The vCPU index.
@@ -71,12 +84,13 @@ impl Vcpu {
             let exit = match self.fd.run() {
                 Ok(exit) => exit,
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                    ExitCounters::count(&self.counters.interrupted);
                     self.fd.set_kvm_immediate_exit(0);
                     continue;
                 }
                 Err(e) => return VcpuExitReason::RunFailed(e.errno()),
             };
-            match handle_exit(self.id, &self.ctx, exit) {
+            match handle_exit(self.id, &self.ctx, &self.counters, exit) {
                 Outcome::Continue => {}
                 Outcome::Done(reason) => return reason,
                 Outcome::TripleFault => {
@@ -101,8 +115,16 @@ enum Outcome {
 }
 
 /// Handles one exit without touching the vCPU fd (the exit borrows it).
-fn handle_exit(id: u8, ctx: &VcpuContext, exit: VcpuExit) -> Outcome {
+fn handle_exit(id: u8, ctx: &VcpuContext, counters: &ExitCounters, exit: VcpuExit) -> Outcome {
     let done = |r| Outcome::Done(r);
+    ExitCounters::count(match &exit {
+        VcpuExit::IoIn(..) => &counters.io_in,
+        VcpuExit::IoOut(..) => &counters.io_out,
+        VcpuExit::MmioRead(..) => &counters.mmio_read,
+        VcpuExit::MmioWrite(..) => &counters.mmio_write,
+        VcpuExit::Intr => &counters.interrupted,
+        _ => &counters.other,
+    });
     match exit {
         VcpuExit::IoIn(port, data) => {
             if !ctx.io_bus.read(u64::from(port), data) {

@@ -59,6 +59,8 @@ pub struct Machine {
     pub teardown: Option<crate::teardown::TeardownHelper>,
     /// The command-line preset the guest booted with.
     pub preset: Option<Preset>,
+    /// Where the VM's metrics come from.
+    pub(crate) metrics: crate::metrics::MetricsSource,
 }
 
 /// Opens the KVM device at `path`.
@@ -153,7 +155,9 @@ pub(crate) fn build_machine(
 
     let mut virtio = Vec::new();
     let mut infos = Vec::new();
+    let mut metrics = crate::metrics::MetricsSource::new(&memory);
     for device in models {
+        metrics.add_device(device.as_ref());
         let index = virtio.len();
         let (slot, info) = virtio_devices::attach(&vm_fd, &mut mmio_bus, &memory, index, device)?;
         virtio.push(slot);
@@ -200,11 +204,14 @@ pub(crate) fn build_machine(
             );
         }
     }
-    let vcpus = vcpu_fds
+    let vcpus: Vec<Vcpu> = vcpu_fds
         .into_iter()
         .enumerate()
         .map(|(id, fd)| Vcpu::new(id as u8, fd, ctx.clone()))
         .collect();
+    for v in &vcpus {
+        metrics.add_vcpu(v.counters());
+    }
     Ok(Machine {
         vcpus,
         serial,
@@ -223,6 +230,7 @@ pub(crate) fn build_machine(
         vm_fd,
         teardown,
         preset,
+        metrics,
     })
 }
 

@@ -99,6 +99,9 @@ pub enum VmmError {
     /// A running VM did not do what its handle asked.
     #[error("the VM refused {0}: {1}")]
     Refused(&'static str, String),
+    /// A request that must wait for another to end (a snapshot being taken).
+    #[error("the VM cannot {0} now: {1}")]
+    Busy(&'static str, &'static str),
     /// A snapshot could not be taken.
     #[error("snapshot: {0}")]
     Snapshot(String),

@@ -1,68 +1,47 @@
 //! [`VmHandle`]: what the embedding program holds while a VM runs.
 
 use crate::console_stream::ConsoleStream;
-use crate::control::{ControlSender, Request};
+use crate::controller::VmController;
 use crate::error::VmmError;
 use crate::exit::{ExitReason, VmExit};
-use crate::sandbox::{ExecOutput, ExecRequest, Liveness, Sandbox, SandboxError, Session, Version};
-use crate::snapshot::SnapshotSlot;
+use crate::sandbox::{ExecOutput, ExecRequest, Sandbox, SandboxError, Session, Version};
 use crate::timeline::Timeline;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use vmm_sys_util::eventfd::EventFd;
-
-/// How long a control request may wait for the event loop.
-const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
-/// A snapshot writes guest memory before it answers (a second per GiB or so).
-const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A running VM. Dropping it stops the VM and waits until its threads, descriptors,
 /// memory and the taps it created are gone.
 pub struct VmHandle {
-    stop_evt: EventFd,
-    control: ControlSender,
+    controller: VmController,
     thread: Option<JoinHandle<VmExit>>,
     timeline: Timeline,
     console: Option<ConsoleStream>,
     vsock_socket: Option<PathBuf>,
-    live: Liveness,
-    snapshots: Option<SnapshotSlot>,
-    /// One snapshot at a time (they share the slot).
-    snapshotting: std::sync::Mutex<()>,
 }
 
 impl VmHandle {
     pub(crate) fn new(
-        stop_evt: EventFd,
-        control: ControlSender,
+        controller: VmController,
         thread: JoinHandle<VmExit>,
         timeline: Timeline,
         console: Option<ConsoleStream>,
+        vsock_socket: Option<PathBuf>,
     ) -> Self {
         Self {
-            stop_evt,
-            control,
+            controller,
             thread: Some(thread),
             timeline,
             console,
-            vsock_socket: None,
-            live: Liveness::new(),
-            snapshots: None,
-            snapshotting: std::sync::Mutex::new(()),
+            vsock_socket,
         }
     }
 
-    pub(crate) fn with_snapshots(mut self, slot: SnapshotSlot) -> Self {
-        self.snapshots = Some(slot);
-        self
-    }
-
-    pub(crate) fn with_agent(mut self, vsock_socket: Option<PathBuf>, live: Liveness) -> Self {
-        self.vsock_socket = vsock_socket;
-        self.live = live;
-        self
+    /// The VM's controls, for other threads (the control API serves one): clones
+    /// pause, resume, snapshot, stop and read the status and metrics of this VM.
+    pub fn controller(&self) -> VmController {
+        self.controller.clone()
     }
 
     /// The host socket of the VM's vsock device, if it has one.
@@ -73,7 +52,7 @@ impl VmHandle {
     /// The guest agent, reached over the VM's vsock device.
     pub fn sandbox(&self) -> Result<Sandbox, SandboxError> {
         let socket = self.vsock_socket.as_deref().ok_or(SandboxError::NoVsock)?;
-        Ok(Sandbox::new(socket, self.live.clone()))
+        Ok(Sandbox::new(socket, self.controller.live().clone()))
     }
 
     /// Waits until the guest agent answers.
@@ -111,22 +90,20 @@ impl VmHandle {
     /// Stops the VM now (no questions asked of the guest); [`VmHandle::wait`] then
     /// returns [`ExitReason::StopRequested`].
     pub fn stop(&self) {
-        if let Err(e) = self.stop_evt.write(1) {
-            log::error!("cannot signal the VM to stop: {e}");
-        }
+        self.controller.stop();
     }
 
     /// A descriptor that stops the VM when an 8-byte count is written to it; safe to
     /// use from a signal handler (write(2) is async-signal-safe).
     pub fn stop_fd(&self) -> RawFd {
-        self.stop_evt.as_raw_fd()
+        self.controller.stop_evt().as_raw_fd()
     }
 
     /// Asks the guest to shut down (the ACPI power button), waits up to `grace` for
     /// it to power off or reset, and stops the VM if it has not. Guests act on the
     /// button only if they listen for it (acpid, systemd, the test guest's `pwrbtn`).
     pub fn shutdown(mut self, grace: Duration) -> VmExit {
-        match self.control.call(Request::PowerButton, CONTROL_TIMEOUT) {
+        match self.controller.power_button() {
             Ok(()) => {
                 if let Some(exit) = self.wait_timeout(grace) {
                     return exit;
@@ -142,26 +119,20 @@ impl VmHandle {
     /// Parks every vCPU (the guest stops executing; devices and console stay). Returns
     /// once all are parked.
     pub fn pause(&self) -> Result<(), VmmError> {
-        self.control.call(Request::Pause, CONTROL_TIMEOUT)
+        self.controller.pause()
     }
 
     /// Writes a snapshot of the paused VM into `dir` (created if missing): its state
     /// file and guest memory (see [`crate::snapshot`]). The VM stays paused; resume
-    /// it or stop it afterwards. Refused while the VM runs, on hosts or guests a
-    /// snapshot cannot cover (aarch64, AMX state).
+    /// it or stop it afterwards. Refused while the VM runs, while another snapshot is
+    /// being taken, on hosts or guests a snapshot cannot cover (aarch64, AMX state).
     pub fn snapshot(&self, dir: &Path) -> Result<(), VmmError> {
-        let Some(slot) = &self.snapshots else {
-            return Err(VmmError::NotRunning);
-        };
-        let _one_at_a_time = self.snapshotting.lock().unwrap_or_else(|p| p.into_inner());
-        crate::snapshot::take(dir, slot, || {
-            self.control.call(Request::Snapshot, SNAPSHOT_TIMEOUT)
-        })
+        self.controller.snapshot(dir)
     }
 
     /// Releases the vCPUs parked by [`VmHandle::pause`].
     pub fn resume(&self) -> Result<(), VmmError> {
-        self.control.call(Request::Resume, CONTROL_TIMEOUT)
+        self.controller.resume()
     }
 
     /// The console output stream, if the VM was built with

@@ -24,16 +24,19 @@
 //! allow-list before the guest runs ([`SeccompPolicy`], on by default); the embedding
 //! program's own threads are left alone.
 
+pub mod api;
 mod builder;
 pub mod config;
 mod console;
 mod console_stream;
 mod control;
+mod controller;
 mod error;
 mod exit;
 mod handle;
 pub mod host;
 mod memory;
+pub mod metrics;
 mod platform;
 mod pool;
 mod prepare;
@@ -53,6 +56,7 @@ pub use config::{
     VmConfig, VsockConfig,
 };
 pub use console_stream::{console_stream, ConsoleSink, ConsoleStream, CONSOLE_STREAM_LIMIT};
+pub use controller::{VmController, VmState, VmStatus};
 pub use error::{error_chain, VmmError};
 pub use exit::{ExitReason, VmExit};
 pub use handle::VmHandle;

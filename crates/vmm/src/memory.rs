@@ -10,7 +10,7 @@ use vm_memory::{
     Address, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, GuestRegionMmap,
 };
 
-const PAGE_SIZE: u64 = 4096;
+pub(crate) const PAGE_SIZE: u64 = 4096;
 
 /// Host RAM in bytes, from sysinfo(2).
 pub fn host_ram() -> u64 {
@@ -23,6 +23,11 @@ pub fn host_ram() -> u64 {
     // SAFETY: sysinfo returned 0, so it filled the whole struct.
     let info = unsafe { info.assume_init() };
     info.totalram.saturating_mul(u64::from(info.mem_unit))
+}
+
+/// Guest RAM size: every region's length.
+pub fn total_bytes(memory: &GuestMemoryMmap) -> u64 {
+    memory.iter().map(|r| r.len()).sum()
 }
 
 /// Bytes of guest RAM the host actually holds (pages the guest or the VMM touched),

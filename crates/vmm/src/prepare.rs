@@ -4,6 +4,7 @@
 //! `start()` is both at once; [`crate::VmPool`] keeps prepared VMs ahead of demand.
 
 use crate::console_stream::ConsoleStream;
+use crate::controller::{ControllerParts, VmController};
 use crate::error::VmmError;
 use crate::handle::VmHandle;
 use crate::sandbox::Liveness;
@@ -58,11 +59,13 @@ pub(crate) fn prepare(
         },
     };
     let machine = builder::build_machine(config, &timeline, start)?;
+    let (spec, metrics) = (machine.spec.clone(), machine.metrics.clone());
     let live = Liveness::new();
     let thread_live = live.clone();
     let stop_evt = EventFd::new(EFD_NONBLOCK).map_err(VmmError::EventFd)?;
     let handle_evt = stop_evt.try_clone().map_err(VmmError::EventFd)?;
     let (control, control_rx) = control::control_channel()?;
+    let api_filters = filters.clone();
     let running = runner::launch(
         machine,
         stop_evt,
@@ -93,9 +96,17 @@ pub(crate) fn prepare(
             exit
         })
         .map_err(|e| VmmError::SpawnThread("event loop", e))?;
-    let handle = VmHandle::new(handle_evt, control, thread, timeline, console)
-        .with_agent(vsock_socket, live)
-        .with_snapshots(snapshot_slot);
+    let controller = VmController::new(ControllerParts {
+        control,
+        stop_evt: handle_evt,
+        snapshots: snapshot_slot,
+        live,
+        metrics,
+        spec,
+        timeline: timeline.clone(),
+        filters: api_filters,
+    });
+    let handle = VmHandle::new(controller, thread, timeline, console, vsock_socket);
     match ready_rx.recv() {
         Ok(Ok(())) => {
             handle.timeline().record(BootEvent::ThreadsStarted);

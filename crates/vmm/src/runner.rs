@@ -88,6 +88,7 @@ struct MachineParts {
     polled: Vec<Arc<Mutex<dyn devices::Polled>>>,
     _arch: crate::platform::ArchState,
     memory: vm_memory::GuestMemoryMmap,
+    memory_probe: crate::metrics::MemoryProbe,
     _vm_fd: kvm_ioctls::VmFd,
     teardown: Option<crate::teardown::TeardownHelper>,
 }
@@ -263,6 +264,7 @@ pub(crate) fn launch(
             polled: machine.polled,
             _arch: machine._arch,
             memory: machine.memory,
+            memory_probe: machine.metrics.memory.clone(),
             _vm_fd: machine.vm_fd,
             teardown: machine.teardown,
         },
@@ -383,10 +385,12 @@ impl Running {
         // exit, so that a VM that has ended holds nothing.
         let MachineParts {
             memory,
+            memory_probe,
             _vm_fd,
             teardown,
             ..
         } = self.machine_parts;
+        memory_probe.release();
         drop(self.watcher);
         drop(self.control);
         // Closing the VM's last descriptor is the host kernel's teardown (in-kernel

@@ -13,6 +13,7 @@ use crate::spec::VmSpec;
 use devices::virtio::mmio::{MmioTransport, TransportState};
 use kvm_ioctls::VmFd;
 use serde::{Deserialize, Serialize};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -173,7 +174,14 @@ pub(crate) fn take(
     // change under them, and a refused or failed snapshot leaves `dir` as it was.
     let mem_path = dir.join(MEMORY_FILE);
     let tmp_path = dir.join(format!(".{MEMORY_FILE}.{}.tmp", std::process::id()));
-    let file = std::fs::File::create(&tmp_path).map_err(io("creating", &tmp_path))?;
+    // Guest memory holds the guest's secrets: readable by the owner only.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp_path)
+        .map_err(io("creating", &tmp_path))?;
     let result = (|| {
         let given = file.try_clone().map_err(io("opening", &tmp_path))?;
         *lock(slot) = Exchange {

@@ -149,6 +149,11 @@ pub trait VirtioDevice: Send {
     /// Handles readiness of backend descriptor `index` (an index into
     /// [`VirtioDevice::backend_fds`]), whether or not the device is activated.
     fn process_backend(&mut self, _index: usize) {}
+    /// The device's counters, for the VMM's metrics (`None`: it keeps none).
+    fn counters(&self) -> Option<std::sync::Arc<dyn crate::counters::CounterSet>> {
+        None
+    }
+
     /// Hands the device's queue processing to a thread of the VMM's: once taken, the
     /// device's queues are the worker's (the event loop must not watch them) and
     /// [`VirtioDevice::process_queue`] does nothing. `None` (the default): the event

@@ -25,6 +25,11 @@ pub struct RngCounters {
     /// Buffers returned unused (malformed, or the host source failed).
     pub bad_buffers: AtomicU64,
 }
+crate::counter_set!(RngCounters {
+    requests,
+    bytes,
+    bad_buffers
+});
 
 struct Active {
     memory: GuestMemoryMmap,
@@ -113,6 +118,10 @@ impl Rng {
 }
 
 impl VirtioDevice for Rng {
+    fn counters(&self) -> Option<std::sync::Arc<dyn crate::counters::CounterSet>> {
+        Some(self.counters.clone())
+    }
+
     fn device_type(&self) -> u32 {
         VIRTIO_ID_RNG
     }

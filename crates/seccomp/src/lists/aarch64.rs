@@ -36,3 +36,13 @@ pub(crate) fn events() -> Vec<Entry> {
 pub(crate) fn events_ioctls() -> Vec<u64> {
     Vec::new()
 }
+
+/// The API's extra syscalls: none (aarch64 has only the `*at` forms).
+pub(crate) fn api() -> Vec<Entry> {
+    Vec::new()
+}
+
+/// The main thread's extra syscalls: none.
+pub(crate) fn main_thread() -> Vec<Entry> {
+    Vec::new()
+}

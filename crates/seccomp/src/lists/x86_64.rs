@@ -73,3 +73,21 @@ pub(crate) fn io() -> Vec<Entry> {
 pub(crate) fn events() -> Vec<Entry> {
     vec![any(libc::SYS_epoll_wait), any(libc::SYS_unlink)]
 }
+
+/// The API's extra syscalls: the older path calls musl makes (`open`, `mkdir`,
+/// `rename`, `unlink`, `stat`) and glibc's `fstat`.
+pub(crate) fn api() -> Vec<Entry> {
+    vec![
+        any(libc::SYS_open),
+        any(libc::SYS_mkdir),
+        any(libc::SYS_rename),
+        any(libc::SYS_unlink),
+        any(libc::SYS_stat),
+        any(libc::SYS_lstat),
+    ]
+}
+
+/// The main thread's extra syscall: `unlink` next to `unlinkat` (the API socket).
+pub(crate) fn main_thread() -> Vec<Entry> {
+    vec![any(libc::SYS_unlink)]
+}

@@ -41,7 +41,37 @@ pub struct Block {
     config: Vec<u8>,
     read_only: bool,
     engine: Engine,
+    counters: std::sync::Arc<BlockCounters>,
 }
+
+/// Counts of one block device.
+#[derive(Debug, Default)]
+pub struct BlockCounters {
+    /// Read requests served.
+    pub reads: std::sync::atomic::AtomicU64,
+    /// Bytes read into the guest.
+    pub read_bytes: std::sync::atomic::AtomicU64,
+    /// Write requests served.
+    pub writes: std::sync::atomic::AtomicU64,
+    /// Bytes written from the guest.
+    pub write_bytes: std::sync::atomic::AtomicU64,
+    /// Flush requests served.
+    pub flushes: std::sync::atomic::AtomicU64,
+    /// Requests answered with an error status (host I/O failure, read-only disk,
+    /// unsupported kind).
+    pub errors: std::sync::atomic::AtomicU64,
+    /// Chains that were no valid request.
+    pub malformed: std::sync::atomic::AtomicU64,
+}
+crate::counter_set!(BlockCounters {
+    reads,
+    read_bytes,
+    writes,
+    write_bytes,
+    flushes,
+    errors,
+    malformed
+});
 
 impl Block {
     /// A block device serving `disk`.
@@ -53,15 +83,25 @@ impl Block {
         config.extend_from_slice(&SEG_MAX.to_le_bytes());
         config.extend_from_slice(&[0u8; 4]);
         config.extend_from_slice(&(SECTOR_SIZE as u32).to_le_bytes());
+        let counters = std::sync::Arc::new(BlockCounters::default());
         Self {
             config,
             read_only: disk.read_only(),
-            engine: Engine::Inline(BlockIo { disk, active: None }),
+            engine: Engine::Inline(BlockIo {
+                disk,
+                active: None,
+                counters: counters.clone(),
+            }),
+            counters,
         }
     }
 }
 
 impl VirtioDevice for Block {
+    fn counters(&self) -> Option<std::sync::Arc<dyn crate::counters::CounterSet>> {
+        Some(self.counters.clone())
+    }
+
     fn device_type(&self) -> u32 {
         VIRTIO_ID_BLOCK
     }

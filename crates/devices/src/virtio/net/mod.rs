@@ -240,24 +240,16 @@ impl Net {
     }
 }
 
-impl std::fmt::Display for NetCounters {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let v = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        write!(
-            f,
-            "rx_frames={} rx_bytes={} rx_dropped={} rx_bad_buffers={} tx_frames={} tx_bytes={} \
-             tx_malformed={} tx_errors={}",
-            v(&self.rx_frames),
-            v(&self.rx_bytes),
-            v(&self.rx_dropped),
-            v(&self.rx_bad_buffers),
-            v(&self.tx_frames),
-            v(&self.tx_bytes),
-            v(&self.tx_malformed),
-            v(&self.tx_errors)
-        )
-    }
-}
+crate::counter_set!(NetCounters {
+    rx_frames,
+    rx_bytes,
+    rx_dropped,
+    rx_bad_buffers,
+    tx_frames,
+    tx_bytes,
+    tx_malformed,
+    tx_errors
+});
 
 impl Drop for Net {
     fn drop(&mut self) {
@@ -266,6 +258,10 @@ impl Drop for Net {
 }
 
 impl VirtioDevice for Net {
+    fn counters(&self) -> Option<std::sync::Arc<dyn crate::counters::CounterSet>> {
+        Some(self.counters.clone())
+    }
+
     fn device_type(&self) -> u32 {
         VIRTIO_ID_NET
     }

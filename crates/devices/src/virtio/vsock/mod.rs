@@ -19,7 +19,7 @@ use super::{
 use muxer::Muxer;
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use virtio_bindings::virtio_ids::VIRTIO_ID_VSOCK;
 use virtio_queue::{Queue, QueueT};
@@ -87,30 +87,21 @@ pub struct VsockCounters {
     pub rst_dropped: AtomicU64,
 }
 
-impl std::fmt::Display for VsockCounters {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let v = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        write!(
-            f,
-            "rx_packets={} rx_bytes={} tx_packets={} tx_bytes={} conns_host={} conns_guest={} \
-             refused={} conn_limit={} malformed={} bad_packets={} credit_violations={} \
-             bad_buffers={} rst_dropped={}",
-            v(&self.rx_packets),
-            v(&self.rx_bytes),
-            v(&self.tx_packets),
-            v(&self.tx_bytes),
-            v(&self.conns_host),
-            v(&self.conns_guest),
-            v(&self.refused),
-            v(&self.conn_limit),
-            v(&self.malformed),
-            v(&self.bad_packets),
-            v(&self.credit_violations),
-            v(&self.bad_buffers),
-            v(&self.rst_dropped)
-        )
-    }
-}
+crate::counter_set!(VsockCounters {
+    rx_packets,
+    rx_bytes,
+    tx_packets,
+    tx_bytes,
+    conns_host,
+    conns_guest,
+    refused,
+    conn_limit,
+    malformed,
+    bad_packets,
+    credit_violations,
+    bad_buffers,
+    rst_dropped
+});
 
 struct Active {
     memory: GuestMemoryMmap,
@@ -202,6 +193,10 @@ impl Drop for Vsock {
 }
 
 impl VirtioDevice for Vsock {
+    fn counters(&self) -> Option<std::sync::Arc<dyn crate::counters::CounterSet>> {
+        Some(self.counters.clone())
+    }
+
     fn device_type(&self) -> u32 {
         VIRTIO_ID_VSOCK
     }
