@@ -1,6 +1,8 @@
 //! Snapshots of a running test guest through the library: refused while it runs,
 //! written whole once it is paused (a state file that parses and checks, the guest's
-//! memory), and the VM runs on after it. Restoring is the next step of issue 14.
+//! memory), and the VM runs on after it; restored in a new VM (or a new minivmm
+//! process), the guest goes on where it stopped: the test guest's count, a virtio-blk
+//! request stream, a Linux kernel mid-boot.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap fails the test, as clippy.toml allows in unit tests
 #![cfg(target_arch = "x86_64")] // snapshots are x86_64-only for now
 
@@ -320,4 +322,70 @@ fn a_virtio_blk_request_stream_goes_on_after_a_restore() {
     }
     restored.stop();
     restored.wait();
+}
+
+/// A Linux guest snapshotted mid-boot (20 s in where this host emulates guest code and
+/// the boot takes minutes; right after its first console line elsewhere), restored in a
+/// new VM: the kernel goes on from where it was, without starting over, to `Run /init`.
+#[test]
+fn a_linux_guest_snapshotted_mid_boot_reaches_init_after_a_restore() {
+    let Some(kernel_dir) = linux_guest("snapshot mid-boot Linux") else {
+        return;
+    };
+    let dir = scratch("snapshot-linux");
+    let initrd = guest_initramfs(&dir, false);
+    let emulated = host_emulates_guest_code();
+    let mut vm = VmBuilder::new(kernel_dir.join("vmlinux"))
+        .initrd(&initrd)
+        .memory_mib(256)
+        .console_stream()
+        .start()
+        .expect("boot");
+    let mut console = vm.take_console().unwrap();
+    assert!(console
+        .wait_for("Linux version", Duration::from_secs(120))
+        .is_some());
+    if emulated {
+        std::thread::sleep(Duration::from_secs(20));
+    }
+    vm.pause().unwrap();
+    let before = console.text();
+    assert!(
+        !before.contains("Run /init"),
+        "the boot reached /init before the snapshot:\n{before}"
+    );
+    let snap = dir.join("snap");
+    vm.snapshot(&snap).unwrap();
+    vm.stop();
+    vm.wait();
+    let last = before
+        .lines()
+        .rfind(|l| l.starts_with('['))
+        .unwrap_or_default();
+    println!("snapshot taken after: {last}");
+
+    let mut restored = VmBuilder::restore(&snap)
+        .expect("open the snapshot")
+        .console_stream()
+        .start()
+        .expect("restore");
+    let mut out = restored.take_console().unwrap();
+    let init = out.wait_for("Run /init as init process", Duration::from_secs(480));
+    let text = out.text();
+    assert!(init.is_some(), "no Run /init after the restore:\n{text}");
+    assert!(
+        !text.contains("Linux version"),
+        "the restored guest started over:\n{text}"
+    );
+    // Its first line continues the saved boot: the kernel's clock goes on from there.
+    let stamp =
+        |l: &str| -> Option<f64> { l.strip_prefix('[')?.split(']').next()?.trim().parse().ok() };
+    let first = text
+        .lines()
+        .find_map(stamp)
+        .expect("a kernel line after the restore");
+    let saved = stamp(last).expect("a kernel line before the snapshot");
+    assert!(first >= saved, "restored at {first} s, saved at {saved} s");
+    let exit = restored.wait_timeout(Duration::from_secs(120));
+    assert!(exit.is_some(), "the restored guest did not stop");
 }
