@@ -305,7 +305,8 @@ fn check_agent(log: &str) {
 /// wrote a file in its tmpfs, then three clones restored at once: each one's agent
 /// answers over its own vsock socket (after the transport reset), sees the file, keeps
 /// what it writes to itself, and reads its own /dev/urandom bytes after the kernel
-/// reseeded its RNG on the VM generation ID that changed.
+/// reseeded its RNG on the VM generation ID that changed; clone 0, given its own tap in
+/// place of the template's, pings L1 through it.
 fn check_snapshot_clones(log: &str) {
     let run = section(log, "snapshot-clones");
     assert_eq!(run.rc, 0, "{}", run.output);
@@ -332,6 +333,14 @@ fn check_snapshot_clones(log: &str) {
         random.push(bytes.to_string());
         println!("nested snapshot: {}", line(&format!("clone{i} running")));
     }
+    // Clone 0, on its own tap in place of the template's, reaches L1 through it.
+    let ping = line("clone0 ping-host");
+    assert_eq!(value(ping, "replies="), "3", "{}", run.output);
+    for counter in ["tx_frames=", "rx_frames="] {
+        let n: u64 = value(ping, counter).parse().unwrap();
+        assert!(n >= 3, "{ping}");
+    }
+    println!("nested snapshot: {ping}");
     random.sort();
     random.dedup();
     assert_eq!(
@@ -394,7 +403,7 @@ echo "=== BEGIN absent-check"
 timeout 300 exec_bench --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --cmdline 'noxsave minivmm.action=idle minivmm.agent=on' --absent-check
 echo "=== END absent-check rc=$?"
 echo "=== BEGIN snapshot-clones"
-timeout 400 snapshot_clones --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --cmdline 'noxsave minivmm.action=agent' --clones 3
+timeout 400 snapshot_clones --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --cmdline 'noxsave minivmm.action=agent' --clones 3 --taps
 echo "=== END snapshot-clones rc=$?"
 "#,
         &[],
