@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -54,9 +54,10 @@ struct Inner {
     control: ControlSender,
     stop_evt: EventFd,
     snapshots: Option<SnapshotSlot>,
-    /// Held while a snapshot is taken: one at a time, and no pause or resume meanwhile.
-    snapshotting: Mutex<()>,
-    /// Set while a snapshot is being written (for the status).
+    /// Held by a pause, a resume or a snapshot: one at a time.
+    ops: Mutex<()>,
+    /// Set (with `ops` held) while a snapshot is being written: other requests are
+    /// refused as busy rather than wait for it.
     in_snapshot: AtomicBool,
     paused: AtomicBool,
     live: Liveness,
@@ -91,7 +92,7 @@ impl VmController {
                 control: p.control,
                 stop_evt: p.stop_evt,
                 snapshots: Some(p.snapshots),
-                snapshotting: Mutex::new(()),
+                ops: Mutex::new(()),
                 in_snapshot: AtomicBool::new(false),
                 paused: AtomicBool::new(false),
                 live: p.live,
@@ -155,41 +156,42 @@ impl VmController {
         false
     }
 
-    /// Refuses while a snapshot is being taken; else runs `f`.
-    fn unless_snapshotting<T>(
-        &self,
-        what: &'static str,
-        f: impl FnOnce() -> Result<T, VmmError>,
-    ) -> Result<T, VmmError> {
-        match self.inner.snapshotting.try_lock() {
-            Ok(_guard) => f(),
-            Err(std::sync::TryLockError::Poisoned(p)) => {
-                let _guard = p.into_inner();
-                f()
+    /// The right to pause, resume or snapshot: waits for another pause or resume,
+    /// refuses while a snapshot is being written.
+    fn exclusive(&self, what: &'static str) -> Result<MutexGuard<'_, ()>, VmmError> {
+        loop {
+            if self.inner.in_snapshot.load(Ordering::Acquire) {
+                return Err(VmmError::Busy(what, "a snapshot is being taken"));
             }
-            Err(std::sync::TryLockError::WouldBlock) => {
-                Err(VmmError::Busy(what, "a snapshot is being taken"))
+            match self.inner.ops.try_lock() {
+                Ok(g) => return Ok(g),
+                Err(TryLockError::Poisoned(p)) => return Ok(p.into_inner()),
+                Err(TryLockError::WouldBlock) => std::thread::sleep(Duration::from_millis(1)),
             }
         }
     }
 
-    /// Parks every vCPU (the guest stops executing; devices and console stay).
-    /// Returns once all are parked.
-    pub fn pause(&self) -> Result<(), VmmError> {
-        self.unless_snapshotting("pause", || {
-            self.inner.control.call(Request::Pause, CONTROL_TIMEOUT)?;
-            self.inner.paused.store(true, Ordering::Release);
-            Ok(())
-        })
+    /// True while a snapshot is being written.
+    pub fn snapshotting(&self) -> bool {
+        self.inner.in_snapshot.load(Ordering::Acquire)
     }
 
-    /// Releases the vCPUs parked by [`VmController::pause`].
+    /// Parks every vCPU (the guest stops executing; devices and console stay).
+    /// Returns once all are parked. Refused while a snapshot is being written.
+    pub fn pause(&self) -> Result<(), VmmError> {
+        let _one = self.exclusive("pause")?;
+        self.inner.control.call(Request::Pause, CONTROL_TIMEOUT)?;
+        self.inner.paused.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Releases the vCPUs parked by [`VmController::pause`]. Refused while a snapshot
+    /// is being written.
     pub fn resume(&self) -> Result<(), VmmError> {
-        self.unless_snapshotting("resume", || {
-            self.inner.control.call(Request::Resume, CONTROL_TIMEOUT)?;
-            self.inner.paused.store(false, Ordering::Release);
-            Ok(())
-        })
+        let _one = self.exclusive("resume")?;
+        self.inner.control.call(Request::Resume, CONTROL_TIMEOUT)?;
+        self.inner.paused.store(false, Ordering::Release);
+        Ok(())
     }
 
     /// Writes a snapshot of the paused VM into `dir` (created if missing): its state
@@ -200,13 +202,7 @@ impl VmController {
         let Some(slot) = &self.inner.snapshots else {
             return Err(VmmError::NotRunning);
         };
-        let _one_at_a_time = match self.inner.snapshotting.try_lock() {
-            Ok(g) => g,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => {
-                return Err(VmmError::Busy("snapshot", "a snapshot is being taken"))
-            }
-        };
+        let _one = self.exclusive("snapshot")?;
         self.inner.in_snapshot.store(true, Ordering::Release);
         let result = crate::snapshot::take(dir, slot, || {
             self.inner.control.call(Request::Snapshot, SNAPSHOT_TIMEOUT)

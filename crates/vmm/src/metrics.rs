@@ -70,6 +70,17 @@ impl MemoryProbe {
     }
 }
 
+/// Releases the probe when dropped: the event loop holds one beside guest memory,
+/// declared before it, so the probe lets go first however the loop ends (a normal
+/// exit, an abandoned start, a panic).
+pub(crate) struct ProbeRelease(pub(crate) MemoryProbe);
+
+impl Drop for ProbeRelease {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
 /// Where a VM's metrics come from.
 #[derive(Clone, Default)]
 pub(crate) struct MetricsSource {

@@ -87,8 +87,9 @@ struct MachineParts {
     acpi_pm: Option<Arc<Mutex<devices::acpi_pm::AcpiPmDevice>>>,
     polled: Vec<Arc<Mutex<dyn devices::Polled>>>,
     _arch: crate::platform::ArchState,
+    /// Before `memory`: fields drop in order, and the probe must let go first.
+    memory_probe: crate::metrics::ProbeRelease,
     memory: vm_memory::GuestMemoryMmap,
-    memory_probe: crate::metrics::MemoryProbe,
     _vm_fd: kvm_ioctls::VmFd,
     teardown: Option<crate::teardown::TeardownHelper>,
 }
@@ -264,7 +265,7 @@ pub(crate) fn launch(
             polled: machine.polled,
             _arch: machine._arch,
             memory: machine.memory,
-            memory_probe: machine.metrics.memory.clone(),
+            memory_probe: crate::metrics::ProbeRelease(machine.metrics.memory.clone()),
             _vm_fd: machine.vm_fd,
             teardown: machine.teardown,
         },
@@ -390,7 +391,7 @@ impl Running {
             teardown,
             ..
         } = self.machine_parts;
-        memory_probe.release();
+        drop(memory_probe);
         drop(self.watcher);
         drop(self.control);
         // Closing the VM's last descriptor is the host kernel's teardown (in-kernel

@@ -2,6 +2,29 @@
 //! by Content-Length (no chunked transfer coding), keep-alive, JSON responses.
 
 use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+/// How long a connection may take to deliver a whole request, counted from when the
+/// server starts waiting for it (an idle keep-alive connection is closed after this).
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A stream whose reads can be bounded in time.
+pub(crate) trait TimedRead: Read {
+    /// Bounds the next reads to `limit`.
+    fn set_limit(&self, limit: Duration) -> std::io::Result<()>;
+}
+
+impl TimedRead for std::os::unix::net::UnixStream {
+    fn set_limit(&self, limit: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(limit.max(Duration::from_millis(1))))
+    }
+}
+
+impl TimedRead for &[u8] {
+    fn set_limit(&self, _limit: Duration) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 /// Largest request head (request line and headers).
 pub(crate) const MAX_HEAD: usize = 8 * 1024;
@@ -57,20 +80,33 @@ impl HttpError {
 pub(crate) struct Reader<S> {
     stream: S,
     buf: Vec<u8>,
+    timeout: Duration,
 }
 
-impl<S: Read> Reader<S> {
+impl<S: TimedRead> Reader<S> {
     pub(crate) fn new(stream: S) -> Self {
         Self {
             stream,
             buf: Vec::new(),
+            timeout: REQUEST_TIMEOUT,
         }
     }
 
-    /// Reads more bytes; `false` at the end of the stream.
-    fn fill(&mut self) -> Result<bool, std::io::Error> {
+    #[cfg(test)]
+    fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Reads more bytes before `deadline`; `false` at the end of the stream.
+    fn fill(&mut self, deadline: Instant) -> Result<bool, std::io::Error> {
         let mut chunk = [0u8; 4096];
         loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+            self.stream.set_limit(left)?;
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Ok(false),
                 Ok(n) => {
@@ -83,13 +119,17 @@ impl<S: Read> Reader<S> {
         }
     }
 
-    /// The next request.
+    /// The next request, within [`REQUEST_TIMEOUT`].
     pub(crate) fn next_request(&mut self) -> Result<Request, HttpError> {
+        let deadline = Instant::now() + self.timeout;
         let (head_len, method, path, length, close) = loop {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut req = httparse::Request::new(&mut headers);
             match req.parse(&self.buf) {
                 Ok(httparse::Status::Complete(n)) => {
+                    if n > MAX_HEAD {
+                        return Err(HttpError::TooLarge("request head over 8 KiB"));
+                    }
                     let (length, close) = framing(&req)?;
                     let method = req.method.unwrap_or_default().to_string();
                     let path = req.path.unwrap_or_default().to_string();
@@ -100,7 +140,7 @@ impl<S: Read> Reader<S> {
                         return Err(HttpError::TooLarge("request head over 8 KiB"));
                     }
                     let empty = self.buf.is_empty();
-                    if !self.fill()? {
+                    if !self.fill(deadline)? {
                         return Err(if empty {
                             HttpError::Closed
                         } else {
@@ -115,7 +155,7 @@ impl<S: Read> Reader<S> {
             return Err(HttpError::TooLarge("request body over 64 KiB"));
         }
         while self.buf.len() < head_len + length {
-            if !self.fill()? {
+            if !self.fill(deadline)? {
                 return Err(HttpError::Malformed("connection closed mid-body".into()));
             }
         }
@@ -132,23 +172,31 @@ impl<S: Read> Reader<S> {
 
 /// The body length and whether the connection closes after this request.
 fn framing(req: &httparse::Request) -> Result<(usize, bool), HttpError> {
-    let mut length = 0usize;
+    let mut length: Option<usize> = None;
     let mut close = req.version == Some(0);
     for h in req.headers.iter() {
         let value = std::str::from_utf8(h.value)
             .map_err(|_| HttpError::Malformed(format!("header {} is not text", h.name)))?
             .trim();
         if h.name.eq_ignore_ascii_case("content-length") {
-            length = value
-                .parse()
-                .map_err(|_| HttpError::Malformed(format!("bad Content-Length {value:?}")))?;
+            let bad = || HttpError::Malformed(format!("bad Content-Length {value:?}"));
+            if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            let n: usize = value.parse().map_err(|_| bad())?;
+            if length.is_some_and(|l| l != n) {
+                return Err(HttpError::Malformed(
+                    "conflicting Content-Length headers".into(),
+                ));
+            }
+            length = Some(n);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             return Err(HttpError::Chunked);
         } else if h.name.eq_ignore_ascii_case("connection") {
             close = value.eq_ignore_ascii_case("close");
         }
     }
-    Ok((length, close))
+    Ok((length.unwrap_or(0), close))
 }
 
 /// One response.
@@ -194,7 +242,11 @@ impl Response {
         if self.body.is_some() {
             head.push_str("Content-Type: application/json\r\n");
         }
-        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        // A 204 has no body and no Content-Length (RFC 9110, 8.6).
+        if self.status != 204 {
+            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        head.push_str("\r\n");
         head.push_str(body);
         out.write_all(head.as_bytes())?;
         out.flush()
@@ -272,7 +324,43 @@ GET /v1/vm HTTP/1.1\r\nConnection: close\r\n\r\n";
             Some(400)
         );
         assert_eq!(status(b"GET / HTTP/1.1\r\n"), Some(400));
+        assert_eq!(
+            status(b"PUT / HTTP/1.1\r\nContent-Length: +5\r\n\r\nabcde"),
+            Some(400)
+        );
+        assert_eq!(
+            status(b"PUT / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc"),
+            Some(400)
+        );
         assert_eq!(status(b""), None);
+    }
+
+    #[test]
+    fn a_slow_client_is_cut_off_at_the_deadline() {
+        let (mut client, server) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut r = Reader::new(server).with_timeout(Duration::from_millis(200));
+        // Idle: nothing at all.
+        assert!(matches!(r.next_request(), Err(HttpError::Io(_))));
+        // A byte now and then never completes a request.
+        let t = std::thread::spawn(move || {
+            for b in b"GET /v1/vm HTTP/1.1\r\n" {
+                if client.write_all(&[*b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let err = r.next_request().unwrap_err();
+        assert!(matches!(err, HttpError::Io(_)), "{err}");
+        drop(r);
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn no_content_has_no_length() {
+        let mut out = Vec::new();
+        Response::empty(204).write_to(&mut out, false).unwrap();
+        assert_eq!(out, b"HTTP/1.1 204 No Content\r\n\r\n");
     }
 
     #[test]

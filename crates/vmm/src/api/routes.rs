@@ -2,7 +2,7 @@
 //! the server against it): each maps to one [`VmController`] call.
 
 use super::http::{Request, Response};
-use crate::controller::VmController;
+use crate::controller::{VmController, VmState};
 use crate::error::VmmError;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -62,7 +62,8 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
 fn failure(e: &VmmError) -> Response {
     let status = match e {
         VmmError::NotRunning => 503,
-        VmmError::SnapshotIo(..) => 500,
+        // The snapshot's files could not be written.
+        VmmError::SnapshotIo(..) | VmmError::SnapshotFormat(..) => 500,
         _ => 409,
     };
     Response::error(status, &crate::error::error_chain(e))
@@ -105,6 +106,9 @@ pub(crate) fn handle(vm: &VmController, req: &Request) -> (Response, After) {
             }
             "/v1/vm/snapshot" => {
                 let body: SnapshotBody = parse(&req.body)?;
+                if body.dir.as_os_str().is_empty() {
+                    return Err(Response::error(400, "dir is empty"));
+                }
                 (done(vm.snapshot(&body.dir)), After::Nothing)
             }
             "/v1/vm/shutdown" => {
@@ -114,13 +118,7 @@ pub(crate) fn handle(vm: &VmController, req: &Request) -> (Response, After) {
                     let msg = format!("grace_ms is at most {MAX_SHUTDOWN_GRACE_MS}");
                     return Err(Response::error(400, &msg));
                 }
-                if let Err(e) = vm.power_button() {
-                    log::info!("api: shutdown without the power button ({e}); stopping the VM");
-                    vm.stop();
-                    return Ok((Response::empty(202), After::Nothing));
-                }
-                let after = After::StopAfter(Duration::from_millis(grace));
-                (Response::empty(202), after)
+                shutdown(vm, Duration::from_millis(grace))
             }
             other => {
                 let msg = format!("no handler for {other}");
@@ -129,6 +127,34 @@ pub(crate) fn handle(vm: &VmController, req: &Request) -> (Response, After) {
         })
     };
     reply().unwrap_or_else(|r| (r, After::Nothing))
+}
+
+/// `PUT /v1/vm/shutdown`: a grace of zero stops the VM now; otherwise the power
+/// button is pressed (a paused guest, or one mid-snapshot, could not react: refused),
+/// and the VM stopped after `grace` unless the guest powered off.
+fn shutdown(vm: &VmController, grace: Duration) -> (Response, After) {
+    if grace.is_zero() {
+        vm.stop();
+        return (Response::empty(202), After::Nothing);
+    }
+    let refuse = |why: &str| (Response::error(409, why), After::Nothing);
+    if vm.snapshotting() {
+        return refuse("the VM cannot shut down now: a snapshot is being taken");
+    }
+    if vm.status().state == VmState::Paused {
+        return refuse(
+            "the VM is paused, so its guest cannot act on the power button: resume it \
+             first, or ask for grace_ms 0 to stop it now",
+        );
+    }
+    match vm.power_button() {
+        Ok(()) => (Response::empty(202), After::StopAfter(grace)),
+        Err(e) => {
+            log::info!("api: shutdown without the power button ({e}); stopping the VM");
+            vm.stop();
+            (Response::empty(202), After::Nothing)
+        }
+    }
 }
 
 fn json(value: &impl serde::Serialize) -> Response {
