@@ -145,13 +145,14 @@ set +e
 # An L1 that makes no progress within the limit, whose kernel panics before the
 # scenario ends (qemu then exits 0: -no-reboot), or whose kernel reports a CPU stuck
 # for 100 s or more (a soft lockup that does not clear: it is ended then, not at the
-# limit) is booted again, loudly, at most twice; its output is kept beside
-# OUTPUT.log. All three happen on TCG's emulated SVM while L1's KVM runs an L2: hangs,
+# limit) is booted again, loudly, at most twice (MINIVMM_L1_BOOTS=N: N-1 times); its
+# output is kept beside OUTPUT.log (OUTPUT.log.hung, .hung2, ...). All three happen on TCG's emulated SVM while L1's KVM runs an L2: hangs,
 # kernel panics (a kernel stack overflow in its page-fault handler with a bad GS
 # base) and lockups in a vCPU thread's KVM_RUN, seen in about one CI run in three on
 # 2026-12-03's machines, with the code of several sessions.
 l1_stuck() { grep -qE "soft lockup - CPU#[0-9]+ stuck for ([1-9][0-9]{2,})s" "$output"; }
-for attempt in 1 2 3; do
+boots=${MINIVMM_L1_BOOTS:-3}
+for attempt in $(seq 1 "$boots"); do
     timeout "$timeout_s" qemu-system-x86_64 -accel tcg -cpu EPYC -smp 2 -m 2048 \
         -display none -monitor none -serial stdio -no-reboot \
         -kernel "$l1_dir/vmlinuz" -initrd "$stage.cpio" \
@@ -168,8 +169,8 @@ for attempt in 1 2 3; do
     done
     wait "$qemu"
     rc=$?
-    last=$([ "$attempt" = 3 ] && echo 1 || echo 0)
-    hung="$output.hung$([ "$attempt" = 2 ] && echo 2)"
+    last=$([ "$attempt" = "$boots" ] && echo 1 || echo 0)
+    hung="$output.hung$([ "$attempt" -gt 1 ] && echo "$attempt")"
     if [ "$stuck" = 1 ] && [ "$last" = 0 ]; then
         log "RETRY: L1 reported a CPU stuck for 100 s or more (its output is kept in $hung); booting it again"
         mv "$output" "$hung"
