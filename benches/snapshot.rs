@@ -11,7 +11,8 @@
 //! - memory: N clones of one 256 MiB snapshot running at once, their total RSS and PSS
 //!   (each maps the memory file private: what no clone wrote is shared);
 //! - with `--peer-firecracker PATH`: Firecracker's snapshot create and load of the same
-//!   guest in the same run (its API socket; load with `resume_vm`), to its first line.
+//!   guest in the same run (its API socket; load with `resume_vm`), to its first line,
+//!   and the RSS and PSS of N of its clones running at once.
 //!
 //! Options: `--runs N` (default 10), `--clones N` (default 20).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // bench code: a failed unwrap fails the bench, as clippy.toml allows in unit tests
@@ -65,13 +66,18 @@ fn snapshot_of(mem_mib: u64, dir: &Path) -> Duration {
 }
 
 /// Waits until `child` prints a line containing `marker` on stdout; the time since
-/// `start`.
+/// `start`. The rest of its output is drained by a thread, so that the guest's console
+/// keeps working (as it would for a user) while the clone is measured.
 fn until_line(child: &mut Child, marker: &str, start: Instant) -> Duration {
     let out = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(out).lines();
     loop {
         match lines.next() {
-            Some(Ok(l)) if l.contains(marker) => return start.elapsed(),
+            Some(Ok(l)) if l.contains(marker) => {
+                let took = start.elapsed();
+                std::thread::spawn(move || lines.for_each(drop));
+                return took;
+            }
             Some(Ok(_)) => {}
             _ => panic!("the restored guest printed no '{marker}'"),
         }
@@ -141,7 +147,7 @@ fn restore_figures(mem_mib: u64, runs: usize) {
 }
 
 /// Rss and Pss (KiB) of process `pid`, from smaps_rollup.
-fn rss_pss(pid: u32) -> (u64, u64) {
+pub fn rss_pss(pid: u32) -> (u64, u64) {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
     let field = |name: &str| {
         text.lines()
@@ -169,7 +175,11 @@ fn clone_memory(clones: usize) {
         children.push(child);
     }
     let (mut rss, mut pss) = (0, 0);
-    for c in &children {
+    for c in children.iter_mut() {
+        assert!(
+            c.try_wait().unwrap().is_none(),
+            "a clone ended before it was measured"
+        );
         let (r, p) = rss_pss(c.id());
         rss += r;
         pss += p;
@@ -208,6 +218,10 @@ fn main() {
                 {
                     println!("firecracker {mem} MiB: not measured: {e}");
                 }
+            }
+            if let Err(e) = firecracker::clone_memory(Path::new(&path), &test_guest(), clones, &dir)
+            {
+                println!("firecracker clones: not measured: {e}");
             }
         }
     }

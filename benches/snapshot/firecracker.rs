@@ -2,13 +2,13 @@
 //! API socket (`--peer-firecracker PATH`, a binary the user has): the template booted
 //! from a config file, paused and snapshotted (Full); each load a new process given
 //! `PUT /snapshot/load` with `resume_vm`, timed from its spawn to the guest's first
-//! line on the serial console.
+//! line on the serial console; and N loaded clones running at once, their RSS and PSS.
 
 use crate::row;
 use crate::stats::Stats;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -80,11 +80,18 @@ fn wait_socket(socket: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Time from `start` to the first line with `marker` on the child's stdout, which is
+/// then drained by a thread of its own: Firecracker ends when its console's pipe breaks.
 fn until_line(child: &mut Child, marker: &str, start: Instant) -> Result<Duration, String> {
     let out = child.stdout.take().ok_or("no stdout")?;
-    for line in BufReader::new(out).lines() {
+    let mut lines = BufReader::new(out).lines();
+    for line in lines.by_ref() {
         match line {
-            Ok(l) if l.contains(marker) => return Ok(start.elapsed()),
+            Ok(l) if l.contains(marker) => {
+                let took = start.elapsed();
+                std::thread::spawn(move || lines.for_each(drop));
+                return Ok(took);
+            }
             Ok(_) => {}
             Err(e) => return Err(e.to_string()),
         }
@@ -97,14 +104,14 @@ fn stop(mut child: Child) {
     let _ = child.wait();
 }
 
-/// Snapshot create and load figures for a `mem_mib` guest, printed as rows.
-pub fn figures(
+/// Boots the template from a config file, pauses it and snapshots it (Full) into
+/// `dir`; the state and memory files, and how long the pause and create took.
+fn create(
     binary: &Path,
     guest: &Path,
     mem_mib: u64,
-    runs: usize,
     dir: &Path,
-) -> Result<(), String> {
+) -> Result<(PathBuf, PathBuf, Duration), String> {
     let config = dir.join(format!("fc-{mem_mib}.json"));
     let text = serde_json::json!({
         "boot-source": {
@@ -136,16 +143,74 @@ pub fn figures(
     let created = t.elapsed();
     stop(template);
     made?;
-    println!(
-        "firecracker {mem_mib:>5} MiB: snapshot created in {:.1} ms",
-        created.as_secs_f64() * 1e3
-    );
-    let load = serde_json::json!({
+    Ok((state, memory, created))
+}
+
+/// The `PUT /snapshot/load` body for a snapshot, resuming the VM.
+fn load_body(state: &Path, memory: &Path) -> String {
+    serde_json::json!({
         "snapshot_path": state,
         "mem_backend": {"backend_type": "File", "backend_path": memory},
         "resume_vm": true,
     })
-    .to_string();
+    .to_string()
+}
+
+/// `clones` Firecracker processes loading one 256 MiB snapshot, running at once: their
+/// total RSS and PSS, as for minivmm's clones.
+pub fn clone_memory(binary: &Path, guest: &Path, clones: usize, dir: &Path) -> Result<(), String> {
+    let (state, memory, _) = create(binary, guest, 256, dir)?;
+    let load = load_body(&state, &memory);
+    let mut children = Vec::new();
+    let result = (|| {
+        for i in 0..clones {
+            let socket = dir.join(format!("fc-clone{i}.sock"));
+            let start = Instant::now();
+            let mut child = spawn(binary, &socket, None)?;
+            wait_socket(&socket)?;
+            let loaded = request(&socket, "PUT", "/snapshot/load", &load);
+            let line = loaded.and_then(|()| until_line(&mut child, "tick", start));
+            children.push(child);
+            line?;
+        }
+        let (mut rss, mut pss) = (0, 0);
+        for c in children.iter_mut() {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Err(format!("a clone ended before it was measured ({status})"));
+            }
+            let (r, p) = crate::rss_pss(c.id());
+            rss += r;
+            pss += p;
+        }
+        println!(
+            "firecracker: {clones} clones of one 256 MiB snapshot running: RSS total {:.1} MiB, PSS total {:.1} MiB ({:.1} MiB PSS per clone)",
+            rss as f64 / 1024.0,
+            pss as f64 / 1024.0,
+            pss as f64 / 1024.0 / clones as f64
+        );
+        Ok(())
+    })();
+    for c in children {
+        stop(c);
+    }
+    result
+}
+
+/// Snapshot create and load figures for a `mem_mib` guest, printed as rows.
+pub fn figures(
+    binary: &Path,
+    guest: &Path,
+    mem_mib: u64,
+    runs: usize,
+    dir: &Path,
+) -> Result<(), String> {
+    let (state, memory, created) = create(binary, guest, mem_mib, dir)?;
+    let socket = dir.join("fc.sock");
+    println!(
+        "firecracker {mem_mib:>5} MiB: snapshot created in {:.1} ms",
+        created.as_secs_f64() * 1e3
+    );
+    let load = load_body(&state, &memory);
     let (mut loaded, mut first) = (Vec::new(), Vec::new());
     for _ in 0..runs {
         let start = Instant::now();

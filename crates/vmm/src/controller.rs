@@ -19,8 +19,11 @@ use vmm_sys_util::eventfd::EventFd;
 
 /// How long a control request may wait for the event loop.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
-/// A snapshot writes guest memory before it answers (a second per GiB or so).
-const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(120);
+/// A snapshot writes guest memory before it answers (a second per GiB or so here): it
+/// may take 120 s, or 60 s per GiB of guest memory where that is more.
+fn snapshot_timeout(mem_size: u64) -> Duration {
+    Duration::from_secs(120).max(Duration::from_secs(60 * mem_size.div_ceil(1 << 30)))
+}
 
 /// What a VM is doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,8 +207,9 @@ impl VmController {
         };
         let _one = self.exclusive("snapshot")?;
         self.inner.in_snapshot.store(true, Ordering::Release);
+        let timeout = snapshot_timeout(self.inner.spec.mem_size);
         let result = crate::snapshot::take(dir, slot, || {
-            self.inner.control.call(Request::Snapshot, SNAPSHOT_TIMEOUT)
+            self.inner.control.call(Request::Snapshot, timeout)
         });
         self.inner.in_snapshot.store(false, Ordering::Release);
         result
@@ -239,5 +243,18 @@ impl VmController {
     /// vCPU exits, device counters and memory, now.
     pub fn metrics(&self) -> Metrics {
         self.inner.metrics.read()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::snapshot_timeout;
+    use std::time::Duration;
+
+    #[test]
+    fn the_snapshot_limit_grows_with_guest_memory() {
+        assert_eq!(snapshot_timeout(128 << 20), Duration::from_secs(120));
+        assert_eq!(snapshot_timeout(2 << 30), Duration::from_secs(120));
+        assert_eq!(snapshot_timeout(16 << 30), Duration::from_secs(960));
     }
 }
