@@ -13,6 +13,8 @@
 #                        IPIs nor NMIs (its other vCPU's soft-lockup report says
 #                        so); the Rust side prints every retry and allows at most
 #                        three per nested run.
+# run_program NAME COMMAND...
+#                        the same for any program that runs an L2 (an example).
 # run_l2_shell NAME INPUT ARGS...
 #                        as run_l2, but waits for the guest's shell prompt (after
 #                        its "shell ready" line), then types each line of INPUT
@@ -50,9 +52,16 @@ bounded_wait() {
 
 run_l2() {
     name=$1; shift
+    run_program "$name" minivmm --boot-timeline "$@"
+}
+
+# run_program NAME COMMAND...: as run_l2, for any program that runs an L2 (the
+# library's examples): its output between the markers, and the same retries.
+run_program() {
+    name=$1; shift
     for attempt in 1 2 3; do
         echo "=== BEGIN $name"
-        bounded_start /tmp/l2.out minivmm --boot-timeline "$@"
+        bounded_start /tmp/l2.out "$@"
         bounded_wait
         rc=$?
         cat /tmp/l2.out
