@@ -2,7 +2,11 @@
 //! these hosts): `examples/exec_bench.rs` runs in L1 against an L2 (1 vCPU unless --cpus) with the
 //! agent and prints start to first exec answered, the round trip of `true` (p50 and
 //! p99 over `--runs`), vsock throughput both ways through exec's streams (`--mib`),
-//! and `--concurrent` commands at once. Figures go to target/exec-bench.json.
+//! and `--concurrent` commands at once. In the same L1, `examples/snapshot_clones.rs`
+//! snapshots a 128 MiB and a 1 GiB guest with the agent and restores one clone of each:
+//! snapshot create, restore to vCPUs running, restore to the clone's agent answering
+//! (this host's own /dev/kvm runs no guest user space: `benches/snapshot.rs` measures
+//! the rest there). Figures go to target/exec-bench.json.
 //!
 //! `cargo bench --bench exec -- [--runs 200] [--concurrent 32] [--mib 32] [--cpus 1]`
 #![allow(clippy::unwrap_used, clippy::expect_used)] // bench code: a failed unwrap fails the bench
@@ -28,6 +32,51 @@ fn figure(text: &str, key: &str) -> f64 {
         .unwrap_or_else(|| panic!("no EXEC-BENCH {key}= in the L1 log:\n{text}"))
 }
 
+/// The last run called `name` in the L1 log: its output, which must have ended rc=0.
+fn last_run<'a>(text: &'a str, name: &str) -> &'a str {
+    let begin = format!("=== BEGIN {name}\n");
+    let start = text
+        .rfind(&begin)
+        .unwrap_or_else(|| panic!("no {name} run:\n{text}"));
+    let rest = &text[start + begin.len()..];
+    let end = rest
+        .find(&format!("=== END {name} rc="))
+        .expect("its END line");
+    assert!(
+        rest[end..].starts_with(&format!("=== END {name} rc=0")),
+        "{name} failed:\n{}",
+        &rest[..end]
+    );
+    &rest[..end]
+}
+
+/// `SNAPSHOT: <what> <key>=<value>ms` from a snapshot_clones run.
+fn snapshot_figure(run: &str, what: &str, key: &str) -> f64 {
+    run.lines()
+        .find(|l| l.starts_with(&format!("SNAPSHOT: {what} ")))
+        .and_then(|l| l.split(&format!("{key}=")).nth(1))
+        .and_then(|v| v.trim_end_matches("ms").parse().ok())
+        .unwrap_or_else(|| panic!("no SNAPSHOT: {what} {key}= in:\n{run}"))
+}
+
+/// Restore figures of the 128 MiB and 1 GiB guests with the agent (one clone each).
+fn restore_rows(text: &str) {
+    println!("== Snapshot and restore of a Linux guest with the agent, nested (library restore)");
+    for mem in [128, 1024] {
+        let run = last_run(text, &format!("restore-{mem}"));
+        for (name, what, key) in [
+            ("snapshot create", "created", "took"),
+            ("restore to vCPUs running", "clone0 running", "after"),
+            ("restore to agent answering", "clone0 agent", "after"),
+        ] {
+            let v = snapshot_figure(run, what, key);
+            let name = format!("{mem} MiB: {name}");
+            println!("{name:<40} {v:>9.1} ms");
+            output::record(&name, "ms", v, v, v, 1);
+        }
+    }
+}
+
 fn main() {
     let runs = args::number("--runs", 200);
     let concurrent = args::number("--concurrent", 32);
@@ -43,7 +92,10 @@ fn main() {
             "echo '=== BEGIN exec-bench'\n\
              exec_bench --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --cpus {cpus} \
              --cmdline 'noxsave minivmm.action=agent' --runs {runs} --concurrent {concurrent} --mib {mib}\n\
-             echo \"=== END exec-bench rc=$?\"\n"
+             echo \"=== END exec-bench rc=$?\"\n\
+             MINIVMM_L2_TIMEOUT=300\n\
+             for mem in 128 1024; do run_program restore-$mem snapshot_clones --kernel /l2/vmlinux \
+             --initrd /l2/initramfs.cpio --cmdline 'noxsave minivmm.action=agent' --mem $mem --clones 1; done\n"
         ),
     )
     .unwrap();
@@ -92,6 +144,7 @@ fn main() {
         "every concurrent exec must answer right"
     );
     println!("(round trips over {runs} runs; {mib} MiB each way)");
+    restore_rows(&text);
     if let Err(e) = output::write(
         &repo().join("target"),
         "exec-bench",

@@ -466,8 +466,9 @@ fn requests_during_a_snapshot_are_refused_or_answered() {
         return;
     }
     let dir = scratch("control-api-busy");
-    // 1 GiB: the snapshot writes it all, which takes long enough to ask meanwhile.
-    let (mut child, socket) = start(&dir, "1G", "guest.test=count count.ms=5", &[]);
+    // 4 GiB: the snapshot reads it all (writing only what is not zero), which takes
+    // long enough (about a second here) to ask meanwhile.
+    let (mut child, socket) = start(&dir, "4G", "guest.test=count count.ms=5", &[]);
     let api = Api::new(&socket);
     // The guest's memory is touched, so the snapshot has data to write.
     assert_eq!(api.call("PUT", "/v1/vm/pause", "").status, 204);

@@ -160,6 +160,8 @@ fn events() -> Vec<Entry> {
         any(libc::SYS_read),
         any(libc::SYS_readv),
         any(libc::SYS_mincore),
+        // A snapshot's memory file: runs of non-zero pages written at their offsets.
+        any(libc::SYS_lseek),
         // vsock: the host side's Unix sockets (connections to `<socket>_<port>`,
         // accepted host programs; sends and receives; the socket file removed at
         // the end).

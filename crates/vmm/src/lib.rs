@@ -36,6 +36,7 @@ mod exit;
 mod handle;
 pub mod host;
 mod memory;
+mod memory_file;
 pub mod metrics;
 mod platform;
 mod pool;

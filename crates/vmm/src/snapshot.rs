@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use vcpu::snapshot::{SaveJob, VcpuState};
 use vcpu::RunState;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
 /// How long parked vCPUs get to save their state.
 const SAVE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -130,13 +130,7 @@ impl SnapshotSource {
             .memory_file
             .take()
             .ok_or("no memory file was given")?;
-        for region in &layout {
-            let len = usize::try_from(region.size)
-                .map_err(|_| format!("a memory region of {} bytes", region.size))?;
-            memory
-                .write_all_volatile_to(GuestAddress(region.guest_addr), &mut file, len)
-                .map_err(|e| format!("writing guest memory: {e}"))?;
-        }
+        crate::memory_file::write_sparse(memory, &layout, &mut file)?;
         lock(&self.out).state = Some(SnapshotState {
             spec: self.spec.clone(),
             vm: vm_state,
@@ -193,6 +187,14 @@ pub(crate) fn take(
         asked?;
         let state =
             state.ok_or_else(|| VmmError::Snapshot("the VM answered without a state".into()))?;
+        // Pages of zeros were skipped: the file ends where the last region does.
+        let size = state
+            .memory
+            .iter()
+            .map(|r| r.file_offset + r.size)
+            .max()
+            .unwrap_or(0);
+        file.set_len(size).map_err(io("sizing", &tmp_path))?;
         file.sync_all().map_err(io("syncing", &tmp_path))?;
         // The old state goes first: a directory with a state file is complete.
         let state_path = dir.join(STATE_FILE);
