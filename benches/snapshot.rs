@@ -158,6 +158,29 @@ pub fn rss_pss(pid: u32) -> (u64, u64) {
     (field("Rss:"), field("Pss:"))
 }
 
+/// Prints the total RSS and PSS of `who`'s running clone processes; an error if one
+/// has ended (it would count as nothing).
+pub fn report_clones(who: &str, children: &mut [Child]) -> Result<(), String> {
+    let (mut rss, mut pss) = (0, 0);
+    for c in children.iter_mut() {
+        if let Ok(Some(status)) = c.try_wait() {
+            return Err(format!("a clone ended before it was measured ({status})"));
+        }
+        let (r, p) = rss_pss(c.id());
+        rss += r;
+        pss += p;
+    }
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    println!(
+        "{who}: {} clones of one 256 MiB snapshot running: RSS total {:.1} MiB, PSS total {:.1} MiB ({:.1} MiB PSS per clone)",
+        children.len(),
+        mib(rss),
+        mib(pss),
+        mib(pss) / children.len().max(1) as f64
+    );
+    Ok(())
+}
+
 fn clone_memory(clones: usize) {
     let dir = scratch("bench-snapshot-clones").join("snap");
     snapshot_of(256, &dir);
@@ -174,22 +197,7 @@ fn clone_memory(clones: usize) {
         until_line(&mut child, "tick", start);
         children.push(child);
     }
-    let (mut rss, mut pss) = (0, 0);
-    for c in children.iter_mut() {
-        assert!(
-            c.try_wait().unwrap().is_none(),
-            "a clone ended before it was measured"
-        );
-        let (r, p) = rss_pss(c.id());
-        rss += r;
-        pss += p;
-    }
-    println!(
-        "minivmm: {clones} clones of one 256 MiB snapshot running: RSS total {:.1} MiB, PSS total {:.1} MiB ({:.1} MiB PSS per clone)",
-        rss as f64 / 1024.0,
-        pss as f64 / 1024.0,
-        pss as f64 / 1024.0 / clones as f64
-    );
+    report_clones("minivmm", &mut children).unwrap();
     for mut c in children {
         let _ = c.kill();
         let _ = c.wait();

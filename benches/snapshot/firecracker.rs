@@ -173,22 +173,7 @@ pub fn clone_memory(binary: &Path, guest: &Path, clones: usize, dir: &Path) -> R
             children.push(child);
             line?;
         }
-        let (mut rss, mut pss) = (0, 0);
-        for c in children.iter_mut() {
-            if let Ok(Some(status)) = c.try_wait() {
-                return Err(format!("a clone ended before it was measured ({status})"));
-            }
-            let (r, p) = crate::rss_pss(c.id());
-            rss += r;
-            pss += p;
-        }
-        println!(
-            "firecracker: {clones} clones of one 256 MiB snapshot running: RSS total {:.1} MiB, PSS total {:.1} MiB ({:.1} MiB PSS per clone)",
-            rss as f64 / 1024.0,
-            pss as f64 / 1024.0,
-            pss as f64 / 1024.0 / clones as f64
-        );
-        Ok(())
+        crate::report_clones("firecracker", &mut children)
     })();
     for c in children {
         stop(c);
