@@ -26,7 +26,10 @@
 # bounded_wait           waits for it; returns its status.
 bounded_start() {
     bounded_out=$1; shift
-    "$@" < /dev/null > "$bounded_out" 2>&1 &
+    # Appending (O_APPEND): the watchdog's line below lands at the end and is not
+    # overwritten by what the program writes after it (its exit report).
+    : > "$bounded_out"
+    "$@" < /dev/null >> "$bounded_out" 2>&1 &
     bounded_pid=$!
     (
         sleep "${MINIVMM_L2_TIMEOUT:-180}"
