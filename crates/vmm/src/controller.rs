@@ -215,13 +215,18 @@ impl VmController {
         result
     }
 
+    /// True while the vCPUs are parked by [`VmController::pause`].
+    pub fn is_paused(&self) -> bool {
+        self.inner.paused.load(Ordering::Acquire)
+    }
+
     /// What the VM is doing, its description and its boot milestones.
     pub fn status(&self) -> VmStatus {
         let state = if !self.inner.live.alive() {
             VmState::Ended
         } else if self.inner.in_snapshot.load(Ordering::Acquire) {
             VmState::Snapshotting
-        } else if self.inner.paused.load(Ordering::Acquire) {
+        } else if self.is_paused() {
             VmState::Paused
         } else {
             VmState::Running

@@ -103,16 +103,7 @@ impl VmHandle {
     /// it to power off or reset, and stops the VM if it has not. Guests act on the
     /// button only if they listen for it (acpid, systemd, the test guest's `pwrbtn`).
     pub fn shutdown(mut self, grace: Duration) -> VmExit {
-        match self.controller.power_button() {
-            Ok(()) => {
-                if let Some(exit) = self.wait_timeout(grace) {
-                    return exit;
-                }
-                log::info!("the guest did not shut down within {grace:?}; stopping it");
-            }
-            Err(e) => log::info!("graceful shutdown not possible ({e}); stopping the VM"),
-        }
-        self.stop();
+        self.controller.shutdown(grace);
         self.join()
     }
 

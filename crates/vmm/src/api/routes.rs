@@ -2,7 +2,7 @@
 //! the server against it): each maps to one [`VmController`] call.
 
 use super::http::{Request, Response};
-use crate::controller::{VmController, VmState};
+use crate::controller::VmController;
 use crate::error::VmmError;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -141,7 +141,7 @@ fn shutdown(vm: &VmController, grace: Duration) -> (Response, After) {
     if vm.snapshotting() {
         return refuse("the VM cannot shut down now: a snapshot is being taken");
     }
-    if vm.status().state == VmState::Paused {
+    if vm.is_paused() {
         return refuse(
             "the VM is paused, so its guest cannot act on the power button: resume it \
              first, or ask for grace_ms 0 to stop it now",
