@@ -6,8 +6,8 @@ use clap::Parser;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use vmm::{
-    ConsoleInput, ConsoleOutput, DiskConfig, NetConfig, PresetChoice, SeccompPolicy, VmBuilder,
-    VmConfig, VsockConfig,
+    ConsoleInput, ConsoleOutput, DiskConfig, FsConfig, NetConfig, PresetChoice, SeccompPolicy,
+    VmBuilder, VmConfig, VsockConfig,
 };
 
 /// Boot a Linux guest in a KVM microVM.
@@ -90,6 +90,12 @@ pub struct Cli {
     /// to port P go to the listener at PATH_P (Firecracker's convention).
     #[arg(long, value_name = "SPEC")]
     pub vsock: Option<VsockConfig>,
+
+    /// Share a host directory over virtio-fs: tag=NAME,path=DIR[,readonly=on].
+    /// Repeatable; the guest mounts it with `mount -t virtiofs NAME /mnt`. A VM with a
+    /// share cannot be snapshotted.
+    #[arg(long = "fs", value_name = "SPEC")]
+    pub shares: Vec<FsConfig>,
 
     /// A virtio-rng device giving the guest entropy from the host: on or off
     /// [default: on].
@@ -209,6 +215,9 @@ impl Cli {
         if self.vsock.is_some() {
             spec.vsock.clone_from(&self.vsock);
         }
+        if !self.shares.is_empty() {
+            spec.shares.clone_from(&self.shares);
+        }
         if let Some(on) = self.rng {
             spec.rng = on;
         }
@@ -266,8 +275,14 @@ impl Effective {
     /// (console, seccomp, time origin).
     pub fn restore_builder(&self, dir: &Path, origin: Instant) -> Result<VmBuilder, String> {
         let seccomp = self.seccomp_policy()?;
-        let mut builder = VmBuilder::restore(dir).map_err(|e| vmm::error_chain(&e))?;
         let spec = &self.file.spec;
+        if !spec.shares.is_empty() {
+            return Err(format!(
+                "--fs cannot be given with --restore: {}",
+                vmm::SNAPSHOT_REFUSED
+            ));
+        }
+        let mut builder = VmBuilder::restore(dir).map_err(|e| vmm::error_chain(&e))?;
         builder = builder.kvm_device(spec.kvm_path.clone());
         if let Some(v) = &spec.vsock {
             builder = builder.vsock(v.clone());

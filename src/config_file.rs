@@ -9,7 +9,8 @@
 //!   "kernel": "vmlinux", "initrd": "initramfs.cpio", "mem": "512M", "cpus": 2,
 //!   "cmdline": "quiet", "disks": [{"path": "rootfs.ext4"}, {"path": "data.img", "readonly": true}],
 //!   "nets": [{"tap": "tap0", "mac": "02:00:00:00:00:01"}], "boot_timeline": true,
-//!   "vsock": {"socket": "/run/vm.sock", "cid": 3}, "rng": true
+//!   "vsock": {"socket": "/run/vm.sock", "cid": 3}, "rng": true,
+//!   "fs": [{"tag": "work", "path": "/srv/work"}, {"tag": "ro", "path": "/srv/ro", "readonly": true}]
 //! }
 //! ```
 

@@ -137,6 +137,35 @@ fn shutdown_presses_the_power_button_then_forces() {
 }
 
 #[test]
+fn a_vm_with_a_share_runs_but_refuses_snapshots() {
+    if !kvm_available("api: share") {
+        return;
+    }
+    let dir = scratch("api-share");
+    let share = dir.join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    let mut vm = guest("count")
+        .share(vmm::FsConfig::new("work", &share))
+        .start()
+        .expect("start with a share");
+    let mut console = vm.take_console().unwrap();
+    assert!(console
+        .wait_for("tick 2", Duration::from_secs(10))
+        .is_some());
+    vm.pause().unwrap();
+    let snap = dir.join("snap");
+    let err = vm.snapshot(&snap).unwrap_err().to_string();
+    assert!(err.contains("cannot be snapshotted"), "{err}");
+    assert!(!snap.exists(), "nothing written for a refused snapshot");
+    vm.resume().unwrap();
+    assert!(console
+        .wait_for("tick 4", Duration::from_secs(10))
+        .is_some());
+    vm.stop();
+    assert_eq!(vm.wait().reason, ExitReason::StopRequested);
+}
+
+#[test]
 fn console_output_can_go_to_a_caller_writer() {
     if !kvm_available("api: writer") {
         return;

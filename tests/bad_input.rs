@@ -274,6 +274,47 @@ fn unusable_disks() {
 }
 
 #[test]
+fn unusable_shares() {
+    let dir = scratch("bad-shares");
+    let file = write(&dir, "plain-file", b"x");
+    let cases: [(String, &str); 6] = [
+        (
+            "tag=a,path=/nonexistent/share".into(),
+            "cannot open shared directory /nonexistent/share: No such file",
+        ),
+        (format!("tag=a,path={file}"), "is not a directory"),
+        (
+            format!("tag={},path=/tmp", "t".repeat(37)),
+            "must be 1 to 36 bytes",
+        ),
+        ("path=/tmp".into(), "a share needs tag=NAME"),
+        (
+            "tag=a,path=/tmp,cache=always".into(),
+            "unknown share option 'cache'",
+        ),
+        ("tag=a".into(), "a share needs path=DIR"),
+    ];
+    for (spec, needle) in &cases {
+        fails_with(&["--kernel", &guest(), "--fs", spec], needle);
+    }
+    fails_with(
+        &[
+            "--kernel",
+            &guest(),
+            "--fs",
+            "tag=a,path=/tmp",
+            "--fs",
+            "tag=a,path=/var",
+        ],
+        "two shares are tagged 'a'",
+    );
+    fails_with(
+        &["--restore", "/nonexistent", "--fs", "tag=a,path=/tmp"],
+        "--fs cannot be given with --restore",
+    );
+}
+
+#[test]
 fn unusable_taps() {
     fails_with(
         &["--kernel", &guest(), "--net", "tap=mvt-nosuch0"],

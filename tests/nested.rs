@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::nested_fs::{check_fs, FS_SCENARIO};
 use common::nested_log::*;
 use common::skip;
 
@@ -350,22 +351,9 @@ fn check_snapshot_clones(log: &str) {
     println!("nested snapshot: {}", line("created"));
 }
 
-#[test]
-fn l2_guests_reach_user_space_in_the_nested_harness() {
-    if std::env::var_os("MINIVMM_SKIP_NESTED_TESTS").is_some() {
-        skip("nested harness", "MINIVMM_SKIP_NESTED_TESTS is set");
-        return;
-    }
-    let stock_ms = stock_kernel();
-    pause_check();
-    // Every L2 boots with `noxsave`: qemu TCG's SVM does not intercept XSETBV, so an L2
-    // that enables AVX state writes XCR0 behind L1 KVM's back (the L2 kernel then logs
-    // "XSAVE consistency problem"). The two rare nested failures seen so far (an L2
-    // triple fault, an L1 hang, both in 2-vCPU boots) happened in runs with it.
-    let log = run_harness(
-        "harness.sh",
-        "nested",
-        r#"
+/// The main L1 scenario: boots, console, disks, network, signals, panic, agent,
+/// snapshots (the virtio-fs part is [`FS_SCENARIO`]).
+const MAIN_SCENARIO: &str = r#"
 run_l2 elf-2cpu --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --mem 512M --cpus 2 --cmdline noxsave
 run_l2 bzimage-gzip-poweroff --kernel /l2/bzImage --initrd /l2/initramfs.cpio.gz --mem 256M --cmdline 'noxsave minivmm.action=poweroff'
 run_l2_shell stdin-shell 'echo STDIN-$((6*7))
@@ -404,9 +392,22 @@ echo "=== END absent-check rc=$?"
 echo "=== BEGIN snapshot-clones"
 timeout 400 snapshot_clones --kernel /l2/vmlinux --initrd /l2/initramfs.cpio --cmdline 'noxsave minivmm.action=agent' --clones 3 --taps
 echo "=== END snapshot-clones rc=$?"
-"#,
-        &[],
-    );
+"#;
+
+#[test]
+fn l2_guests_reach_user_space_in_the_nested_harness() {
+    if std::env::var_os("MINIVMM_SKIP_NESTED_TESTS").is_some() {
+        skip("nested harness", "MINIVMM_SKIP_NESTED_TESTS is set");
+        return;
+    }
+    let stock_ms = stock_kernel();
+    pause_check();
+    // Every L2 boots with `noxsave`: qemu TCG's SVM does not intercept XSETBV, so an L2
+    // that enables AVX state writes XCR0 behind L1 KVM's back (the L2 kernel then logs
+    // "XSAVE consistency problem"). The two rare nested failures seen so far (an L2
+    // triple fault, an L1 hang, both in 2-vCPU boots) happened in runs with it.
+    let scenario = [MAIN_SCENARIO, FS_SCENARIO].concat();
+    let log = run_harness("harness.sh", "nested", &scenario, &[]);
     // Retries (an L1 booted again, an L2 run again) are printed and limited to two
     // per run by run_harness.
     let elf = section(&log, "elf-2cpu");
@@ -497,6 +498,7 @@ echo "=== END snapshot-clones rc=$?"
     check_panic(&log);
     check_agent(&log);
     check_snapshot_clones(&log);
+    check_fs(&log);
 
     println!(
         "nested: time to user space (boot timer, ms since minivmm start): elf-2cpu {:.0}, bzimage-gzip {:.0}, debian-stock-kernel {:.0}",

@@ -1,8 +1,8 @@
 //! Seccomp filters for minivmm's threads. Every thread that touches the guest gets its
 //! own allow-list before the guest runs: the vCPU threads (KVM_RUN and the device
 //! register models), the event-loop thread (device back ends, teardown), the devices'
-//! own I/O threads (disk I/O) and the command-line program's main thread (waiting and
-//! reporting). A syscall outside the
+//! own I/O threads (disk I/O), the shares' file servers, the control API's workers and
+//! the command-line program's main thread (waiting and reporting). A syscall outside the
 //! list raises SIGSYS; the handler names the thread and the syscall on stderr,
 //! restores the terminal and ends the process with [`BAD_SYSCALL_EXIT`].
 //!
@@ -33,16 +33,20 @@ pub enum ThreadRole {
     Io,
     /// A control API worker: serves HTTP on its Unix socket, writes snapshots.
     Api,
+    /// A share's file server (virtio-fs): file-system calls relative to descriptors
+    /// under the shared directory.
+    Fs,
 }
 
 impl ThreadRole {
     /// Every role.
-    pub const ALL: [ThreadRole; 5] = [
+    pub const ALL: [ThreadRole; 6] = [
         ThreadRole::Vcpu,
         ThreadRole::Events,
         ThreadRole::Main,
         ThreadRole::Io,
         ThreadRole::Api,
+        ThreadRole::Fs,
     ];
 
     /// The role's name, as in a custom filter file.
@@ -53,6 +57,7 @@ impl ThreadRole {
             Self::Main => "main",
             Self::Io => "io",
             Self::Api => "api",
+            Self::Fs => "fs",
         }
     }
 }
@@ -70,7 +75,9 @@ pub enum SeccompError {
     #[error("seccomp filter file {0}")]
     Compile(std::path::PathBuf, #[source] seccompiler::Error),
     /// The custom filter file names a thread minivmm does not have.
-    #[error("seccomp filter file {0}: unknown thread '{1}' (known: vcpu, events, main, io, api)")]
+    #[error(
+        "seccomp filter file {0}: unknown thread '{1}' (known: vcpu, events, main, io, api, fs)"
+    )]
     UnknownThread(std::path::PathBuf, String),
     /// The kernel refused the filter.
     #[error("installing the {0} seccomp filter")]

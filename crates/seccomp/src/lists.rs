@@ -244,6 +244,77 @@ fn api() -> Vec<Entry> {
     list
 }
 
+/// A share's file server (virtio-fs): it waits on eventfds with poll and serves FUSE
+/// requests with fuse-backend-rs's passthrough file system, whose calls all start from
+/// descriptors it holds under the shared directory (`*at` calls, `/proc/self/fd`
+/// reopens); it takes the guest caller's user and group for a create
+/// (`setresuid`/`setresgid` on the thread, with `capget`/`capset` to keep
+/// DAC_OVERRIDE), and has a umask of its own. No sockets, no exec, no KVM requests.
+fn fs() -> Vec<Entry> {
+    let mut list = common();
+    list.push(ioctls(Vec::new()));
+    list.extend(thread_signals(&[]));
+    list.extend([
+        any(libc::SYS_ppoll),
+        any(libc::SYS_read),
+        any(libc::SYS_readv),
+        any(libc::SYS_pread64),
+        any(libc::SYS_preadv),
+        any(libc::SYS_preadv2),
+        any(libc::SYS_pwrite64),
+        any(libc::SYS_pwritev),
+        any(libc::SYS_pwritev2),
+        any(libc::SYS_lseek),
+        any(libc::SYS_openat),
+        any(libc::SYS_newfstatat),
+        any(libc::SYS_fstat),
+        any(libc::SYS_statx),
+        any(libc::SYS_fstatfs),
+        any(libc::SYS_readlinkat),
+        any(libc::SYS_getdents64),
+        any(libc::SYS_mkdirat),
+        any(libc::SYS_mknodat),
+        any(libc::SYS_symlinkat),
+        any(libc::SYS_linkat),
+        any(libc::SYS_unlinkat),
+        any(libc::SYS_renameat),
+        any(libc::SYS_renameat2),
+        any(libc::SYS_fchmod),
+        any(libc::SYS_fchmodat),
+        any(libc::SYS_fchown),
+        any(libc::SYS_fchownat),
+        any(libc::SYS_utimensat),
+        any(libc::SYS_ftruncate),
+        any(libc::SYS_fallocate),
+        any(libc::SYS_fsync),
+        any(libc::SYS_fdatasync),
+        any(libc::SYS_dup),
+        any(libc::SYS_name_to_handle_at),
+        arg_in(
+            libc::SYS_fcntl,
+            1,
+            &[
+                libc::F_GETFL as u64,
+                libc::F_SETFL as u64,
+                libc::F_DUPFD_CLOEXEC as u64,
+            ],
+        ),
+        any(libc::SYS_setresuid),
+        any(libc::SYS_setresgid),
+        any(libc::SYS_setgroups),
+        any(libc::SYS_capget),
+        any(libc::SYS_capset),
+        any(libc::SYS_getuid),
+        any(libc::SYS_getgid),
+        // A umask of the thread's own (cleared), set when it starts and again when
+        // the guest mounts the share.
+        arg_in(libc::SYS_unshare, 0, &[libc::CLONE_FS as u64]),
+        any(libc::SYS_umask),
+    ]);
+    list.extend(arch::fs());
+    list
+}
+
 /// The allow-list of `role`.
 pub(crate) fn entries(role: ThreadRole) -> Vec<Entry> {
     match role {
@@ -252,6 +323,7 @@ pub(crate) fn entries(role: ThreadRole) -> Vec<Entry> {
         ThreadRole::Main => main_thread(),
         ThreadRole::Io => io(),
         ThreadRole::Api => api(),
+        ThreadRole::Fs => fs(),
     }
 }
 

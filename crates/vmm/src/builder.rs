@@ -21,6 +21,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use vcpu::{RunState, Vcpu, VcpuContext};
+use virtiofs::{Fs, Limits};
 use vm_memory::GuestMemoryMmap;
 
 /// A built VM: everything that must live as long as it runs.
@@ -240,10 +241,11 @@ pub(crate) fn virtio_device_count(config: &VmConfig) -> usize {
         + config.spec.nets.len()
         + usize::from(config.spec.vsock.is_some())
         + usize::from(config.spec.rng)
+        + config.spec.shares.len()
 }
 
 /// The virtio devices `config` asks for, in slot order: disks, network interfaces,
-/// vsock, rng. Host resources (images, taps, the vsock socket) are opened here, before
+/// vsock, rng, shares. Host resources (images, taps, the vsock socket) are opened here, before
 /// anything runs (their number was checked with the rest of the input, in `validate`).
 fn virtio_device_models(config: &VmConfig) -> Result<Vec<Box<dyn VirtioDevice>>, VmmError> {
     let mut models: Vec<Box<dyn VirtioDevice>> = Vec::with_capacity(virtio_device_count(config));
@@ -265,6 +267,14 @@ fn virtio_device_models(config: &VmConfig) -> Result<Vec<Box<dyn VirtioDevice>>,
     }
     if config.spec.rng {
         models.push(Box::new(Rng::new()));
+    }
+    if !config.spec.shares.is_empty() {
+        crate::host::raise_fd_limit(config.spec.shares.len() * Limits::default().descriptors());
+    }
+    for share in &config.spec.shares {
+        let fs = Fs::new(&share.tag, &share.path, share.read_only, Limits::default())
+            .map_err(VmmError::Share)?;
+        models.push(Box::new(fs));
     }
     Ok(models)
 }

@@ -110,6 +110,82 @@ impl std::str::FromStr for DiskConfig {
     }
 }
 
+/// A host directory shared with the guest over virtio-fs; the guest mounts it with
+/// `mount -t virtiofs TAG DIR` (JSON: `{"tag": .., "path": .., "readonly": ..}`).
+///
+/// ```
+/// let fs: vmm::FsConfig = "tag=work,path=/srv/work,readonly=on".parse().unwrap();
+/// assert_eq!(fs.tag, "work");
+/// assert!(fs.read_only);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FsConfig {
+    /// The name the guest mounts (1 to 36 bytes).
+    pub tag: String,
+    /// The host directory.
+    pub path: PathBuf,
+    /// The guest may only read.
+    #[serde(
+        default,
+        rename = "readonly",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub read_only: bool,
+}
+
+impl FsConfig {
+    /// A read-write share of `path` under `tag`.
+    pub fn new(tag: &str, path: impl Into<PathBuf>) -> Self {
+        Self {
+            tag: tag.to_string(),
+            path: path.into(),
+            read_only: false,
+        }
+    }
+
+    /// Checks the description: a tag the device can hold, a path.
+    pub fn check(&self) -> Result<(), String> {
+        if self.path.as_os_str().is_empty() {
+            return Err("a share needs path=DIR".into());
+        }
+        virtiofs::check_tag(&self.tag).map_err(|e| e.to_string())
+    }
+}
+
+impl std::str::FromStr for FsConfig {
+    type Err = String;
+
+    /// Parses `tag=NAME,path=DIR[,readonly=on|off]`.
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let mut tag = None;
+        let mut path = None;
+        let mut read_only = false;
+        for part in spec.split(',') {
+            let (key, value) = part.split_once('=').ok_or_else(|| {
+                format!("'{part}' is not key=value (expected tag=NAME,path=DIR[,readonly=on])")
+            })?;
+            match key {
+                "tag" => tag = Some(value.to_string()),
+                "path" => path = Some(PathBuf::from(value)),
+                "readonly" | "ro" => read_only = parse_on_off(key, value)?,
+                _ => {
+                    return Err(format!(
+                        "unknown share option '{key}' (known: tag, path, readonly)"
+                    ))
+                }
+            }
+        }
+        let fs = Self {
+            tag: tag.ok_or("a share needs tag=NAME")?,
+            path: path.ok_or("a share needs path=DIR")?,
+            read_only,
+        };
+        fs.check()?;
+        Ok(fs)
+    }
+}
+
 /// A virtio-net interface backed by a host tap.
 ///
 /// ```

@@ -199,12 +199,19 @@ impl VmController {
 
     /// Writes a snapshot of the paused VM into `dir` (created if missing): its state
     /// file and guest memory (see [`crate::snapshot`]). The VM stays paused. Refused
-    /// while the VM runs, while another snapshot is being taken, and on hosts or
-    /// guests a snapshot cannot cover (aarch64, AMX state).
+    /// while the VM runs, while another snapshot is being taken, for a VM with a
+    /// shared directory (virtio-fs), and on hosts or guests a snapshot cannot cover
+    /// (aarch64, AMX state).
     pub fn snapshot(&self, dir: &Path) -> Result<(), VmmError> {
         let Some(slot) = &self.inner.snapshots else {
             return Err(VmmError::NotRunning);
         };
+        if !self.inner.spec.shares.is_empty() {
+            return Err(VmmError::Refused(
+                "snapshot",
+                virtiofs::SNAPSHOT_REFUSED.into(),
+            ));
+        }
         let _one = self.exclusive("snapshot")?;
         self.inner.in_snapshot.store(true, Ordering::Release);
         let timeout = snapshot_timeout(self.inner.spec.mem_size);

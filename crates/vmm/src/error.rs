@@ -102,6 +102,12 @@ pub enum VmmError {
     /// A request that must wait for another to end (a snapshot being taken).
     #[error("the VM cannot {0} now: {1}")]
     Busy(&'static str, &'static str),
+    /// A device description breaks a rule (`VmSpec::check_devices`).
+    #[error("{0}")]
+    InvalidDevice(String),
+    /// A shared directory (virtio-fs) could not be set up.
+    #[error("share: {0}")]
+    Share(#[source] virtiofs::FsError),
     /// A snapshot could not be taken.
     #[error("snapshot: {0}")]
     Snapshot(String),

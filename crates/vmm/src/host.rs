@@ -45,6 +45,34 @@ pub(crate) fn resolve_preset(choice: PresetChoice) -> Option<Preset> {
     }
 }
 
+/// Raises this process's soft limit on open descriptors towards `wanted` (at most the
+/// hard limit) when it is lower: each share may hold up to its [`virtiofs::Limits`]
+/// in host descriptors, far more than the usual soft limit of 1024. A limit that
+/// cannot be raised is logged; the guest then sees `EMFILE` sooner.
+pub(crate) fn raise_fd_limit(wanted: usize) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit struct, which `limit` is.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    let wanted = (wanted as libc::rlim_t).saturating_add(1024);
+    if limit.rlim_cur >= wanted {
+        return;
+    }
+    limit.rlim_cur = wanted.min(limit.rlim_max);
+    // SAFETY: setrlimit reads one rlimit struct, which `limit` is.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        log::warn!(
+            "cannot raise the open-file limit to {}: {}",
+            limit.rlim_cur,
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

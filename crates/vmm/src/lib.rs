@@ -53,8 +53,8 @@ mod vm_builder;
 
 pub use boot::cmdline::{Preset, PresetChoice, DEFAULT_CMDLINE};
 pub use config::{
-    format_mac, parse_mac, parse_mem_size, ConsoleInput, ConsoleOutput, DiskConfig, NetConfig,
-    VmConfig, VsockConfig,
+    format_mac, parse_mac, parse_mem_size, ConsoleInput, ConsoleOutput, DiskConfig, FsConfig,
+    NetConfig, VmConfig, VsockConfig,
 };
 pub use console_stream::{console_stream, ConsoleSink, ConsoleStream, CONSOLE_STREAM_LIMIT};
 pub use controller::{VmController, VmState, VmStatus};
@@ -71,6 +71,8 @@ pub use seccomp::{
 pub use spec::VmSpec;
 pub use timeline::{BootEvent, Timeline};
 pub use vcpu::VcpuExitReason;
+/// Why a VM with a shared directory is not snapshotted.
+pub use virtiofs::SNAPSHOT_REFUSED;
 pub use vm_builder::VmBuilder;
 
 /// Entry point for a complete [`VmConfig`]; [`VmBuilder`] is the step-by-step way.

@@ -10,6 +10,7 @@ use crate::error::VmmError;
 use crate::exit::{ExitReason, VmExit};
 use crate::timeline::{BootEvent, Timeline};
 use crate::virtio_devices::{QueueHandler, VirtioSlot};
+use devices::virtio::WorkerRole;
 use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
 use seccomp::{Filters, SeccompError, ThreadRole};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -153,7 +154,11 @@ impl IoThreads {
             };
             let stop = io.stop.try_clone().map_err(VmmError::EventFd)?;
             let name = format!("minivmm-{}{index}", worker.name());
-            let spawned = spawn_confined(name, ThreadRole::Io, filters, &ready_tx, move || {
+            let role = match worker.role() {
+                WorkerRole::BlockIo => ThreadRole::Io,
+                WorkerRole::FileServer => ThreadRole::Fs,
+            };
+            let spawned = spawn_confined(name, role, filters, &ready_tx, move || {
                 worker.run(queue_evts, stop)
             });
             match spawned {

@@ -2,14 +2,17 @@
 //! is one in JSON, the control API and snapshots carry one; [`crate::VmConfig`] holds
 //! it beside the runtime objects (console writer, clock origin, seccomp policy) that
 //! cannot be written down. Each device's rules are checked in one place
-//! ([`DiskConfig::check`], [`NetConfig::check`], [`VsockConfig::check`]), whichever way
+//! ([`DiskConfig::check`], [`NetConfig::check`], [`VsockConfig::check`],
+//! [`FsConfig::check`]), whichever way
 //! the description came in.
 //!
 //! JSON field names follow the command line's long options (`cpus`, `mem`,
 //! `no_default_cmdline`, `kvm_device`); a missing field takes its default, an unknown
 //! one is an error naming it.
 
-use crate::config::{DiskConfig, NetConfig, VsockConfig, DEFAULT_KVM_PATH, DEFAULT_MEM_SIZE};
+use crate::config::{
+    DiskConfig, FsConfig, NetConfig, VsockConfig, DEFAULT_KVM_PATH, DEFAULT_MEM_SIZE,
+};
 use boot::cmdline::PresetChoice;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -50,6 +53,9 @@ pub struct VmSpec {
     pub vsock: Option<VsockConfig>,
     /// A virtio-rng device (entropy from the host's getrandom); on by default.
     pub rng: bool,
+    /// Host directories shared over virtio-fs, one device each.
+    #[serde(rename = "fs", skip_serializing_if = "Vec::is_empty")]
+    pub shares: Vec<FsConfig>,
     /// Path of the KVM device.
     #[serde(rename = "kvm_device")]
     pub kvm_path: PathBuf,
@@ -72,6 +78,7 @@ impl Default for VmSpec {
             nets: Vec::new(),
             vsock: None,
             rng: true,
+            shares: Vec::new(),
             kvm_path: PathBuf::from(DEFAULT_KVM_PATH),
             async_teardown: false,
         }
@@ -110,6 +117,12 @@ impl VmSpec {
         }
         if let Some(v) = &self.vsock {
             v.check()?;
+        }
+        for (i, f) in self.shares.iter().enumerate() {
+            f.check()?;
+            if self.shares[..i].iter().any(|g| g.tag == f.tag) {
+                return Err(format!("two shares are tagged '{}'", f.tag));
+            }
         }
         Ok(())
     }

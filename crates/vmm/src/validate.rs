@@ -19,6 +19,10 @@ pub(crate) fn check_config(
 ) -> Result<(), VmmError> {
     check_size(config.spec.mem_size, host_ram())?;
     check_vcpu_count(config.spec.vcpus, arch::layout::MAX_VCPUS)?;
+    config
+        .spec
+        .check_devices()
+        .map_err(VmmError::InvalidDevice)?;
     if crate::builder::virtio_device_count(config) > MAX_DEVICES {
         return Err(VmmError::TooManyDevices(MAX_DEVICES));
     }

@@ -1,6 +1,8 @@
 //! [`VmBuilder`]: the embedding API's way to describe a VM and start it.
 
-use crate::config::{ConsoleInput, ConsoleOutput, DiskConfig, NetConfig, VmConfig, VsockConfig};
+use crate::config::{
+    ConsoleInput, ConsoleOutput, DiskConfig, FsConfig, NetConfig, VmConfig, VsockConfig,
+};
 use crate::console_stream::console_stream;
 use crate::error::VmmError;
 use crate::handle::VmHandle;
@@ -148,6 +150,13 @@ impl VmBuilder {
     /// interface of the snapshot, in order; the guest keeps its MAC addresses).
     pub fn nets(mut self, nets: Vec<NetConfig>) -> Self {
         self.config.spec.nets = nets;
+        self
+    }
+
+    /// Shares a host directory over virtio-fs (one device per share; the guest mounts
+    /// it by its tag). A VM with a share cannot be snapshotted.
+    pub fn share(mut self, share: FsConfig) -> Self {
+        self.config.spec.shares.push(share);
         self
     }
 

@@ -13,6 +13,9 @@ pub mod rng;
 #[cfg(test)]
 pub(crate) mod test_ring;
 pub mod vsock;
+mod wait;
+
+pub use wait::wait_readable;
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -117,9 +120,23 @@ pub struct Activation {
 pub trait DeviceWorker: Send {
     /// A short name for the thread ("blk").
     fn name(&self) -> &'static str;
+    /// What the thread does, for the VMM's choice of its sandbox.
+    fn role(&self) -> WorkerRole {
+        WorkerRole::BlockIo
+    }
     /// Runs until `stop` becomes readable (it is never read, so one eventfd can stop
     /// several workers); `queue_evts` are the device's queue notifications, in order.
     fn run(self: Box<Self>, queue_evts: Vec<EventFd>, stop: EventFd);
+}
+
+/// The kinds of device threads (each has its own seccomp allow-list).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkerRole {
+    /// Reads, writes and flushes of descriptors opened before it started (virtio-blk).
+    BlockIo,
+    /// A file server: opens, creates and changes files under a shared directory
+    /// (virtio-fs).
+    FileServer,
 }
 
 /// A virtio device model, independent of its transport.

@@ -46,3 +46,8 @@ pub(crate) fn api() -> Vec<Entry> {
 pub(crate) fn main_thread() -> Vec<Entry> {
     Vec::new()
 }
+
+/// A file server's extra syscalls: none on aarch64 (no older path calls).
+pub(crate) fn fs() -> Vec<Entry> {
+    Vec::new()
+}

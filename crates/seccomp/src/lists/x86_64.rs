@@ -87,6 +87,17 @@ pub(crate) fn api() -> Vec<Entry> {
     ]
 }
 
+/// A file server's extra syscalls: `poll` (glibc) next to `ppoll`, and the older
+/// path calls musl and glibc still make here.
+pub(crate) fn fs() -> Vec<Entry> {
+    vec![
+        any(libc::SYS_poll),
+        any(libc::SYS_open),
+        any(libc::SYS_stat),
+        any(libc::SYS_lstat),
+    ]
+}
+
 /// The main thread's extra syscall: `unlink` next to `unlinkat` (the API socket).
 pub(crate) fn main_thread() -> Vec<Entry> {
     vec![any(libc::SYS_unlink)]

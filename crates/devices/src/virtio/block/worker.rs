@@ -6,7 +6,7 @@
 //! other disks) and the vCPUs, which never wait for it, carry on.
 
 use super::io::{Active, BlockIo};
-use crate::virtio::DeviceWorker;
+use crate::virtio::{wait_readable, DeviceWorker};
 use std::os::fd::AsRawFd;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::Arc;
@@ -73,25 +73,6 @@ impl BlockWorker {
             }
         }
     }
-}
-
-/// Waits until one of `fds` is readable (or a signal interrupts the wait); returns
-/// which are.
-fn wait_readable(fds: &[i32]) -> Vec<bool> {
-    let mut polls: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|&fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
-    // SAFETY: `polls` is a live array of `polls.len()` pollfd structs that poll fills.
-    let n = unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, -1) };
-    if n < 0 {
-        return vec![false; fds.len()];
-    }
-    polls.iter().map(|p| p.revents != 0).collect()
 }
 
 impl DeviceWorker for BlockWorker {
