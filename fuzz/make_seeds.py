@@ -99,3 +99,33 @@ def vsock_seed():
 
 os.makedirs(os.path.join(C, "vsock_queues"), exist_ok=True)
 put("vsock_queues", "connect-data-shutdown", vsock_seed())
+
+
+# fs_requests: FUSE request sequences (each [len u16][request]), after a mode byte
+# (odd: read-only share). Fresh device per input: inodes from 2, handles from 1.
+def fuse(opcode, nodeid, body, unique=1, uid=0):
+    hdr = struct.pack("<IIQQIIII", 40 + len(body), opcode, unique, nodeid, uid, 0, 0, 0)
+    msg = hdr + body
+    return struct.pack("<H", len(msg)) + msg
+
+
+INIT = fuse(26, 0, struct.pack("<IIII", 7, 31, 0x20000, 0xFFFFFFFF) + bytes(48))
+name = lambda s: s.encode() + b"\0"
+CREATE_IN = lambda mode: struct.pack("<IIII", 0o102, mode, 0, 0)  # O_RDWR|O_CREAT
+WRITE_IN = lambda fh, off, data: struct.pack("<QQIIQII", fh, off, len(data), 0, 0, 0, 0) + data
+os.makedirs(os.path.join(C, "fs_requests"), exist_ok=True)
+put("fs_requests", "init-lookup-read",
+    b"\0" + INIT + fuse(1, 1, name("hello")) + fuse(14, 2, struct.pack("<II", 0, 0)) +
+    fuse(15, 2, struct.pack("<QQIIQII", 1, 0, 100, 0, 0, 0, 0)))
+put("fs_requests", "escapes",
+    b"\0" + INIT + fuse(1, 1, name("..")) + fuse(1, 1, name("abs")) + fuse(1, 2, name("secret")) +
+    fuse(1, 1, name("rel")) + fuse(35, 3, name("x") , 2) + fuse(9, 1, name("../made")) +
+    fuse(13, 2, struct.pack("<Q", 1) + name("hl")) + fuse(8, 1, struct.pack("<IIII", 0o20666, 0x0103, 0, 0) + name("dev")))
+put("fs_requests", "create-write-rename",
+    b"\0" + INIT + fuse(35, 1, CREATE_IN(0o4755) + name("f")) + fuse(16, 2, WRITE_IN(1, 0, b"data")) +
+    fuse(9, 1, struct.pack("<II", 0o2755, 0) + name("d")) +
+    fuse(45, 1, struct.pack("<QII", 1, 0, 0) + name("f") + name("g")) +
+    fuse(6, 3, name("/etc") + name("link")) + fuse(44, 1, struct.pack("<QQIIQII", 0, 0, 4096, 0, 0, 0, 0)))
+put("fs_requests", "read-only",
+    b"\1" + INIT + fuse(35, 1, CREATE_IN(0o644) + name("f")) + fuse(1, 1, name("hello")) +
+    fuse(14, 2, struct.pack("<II", 2, 0)) + fuse(10, 1, name("hello")))

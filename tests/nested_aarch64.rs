@@ -48,6 +48,10 @@ run_l2 a64-disk --kernel /l2/Image --initrd /l2/initramfs.cpio --mem 256M --disk
 run_l2 a64-2cpu --kernel /l2/Image --initrd /l2/initramfs.cpio --mem 256M --cpus 2
 NET_BIG_MIB=4 run_l2_net a64-net mvm0 --kernel /l2/Image --initrd /l2/initramfs.cpio --mem 256M --net tap=mvm0,create=on --cmdline minivmm.action=net --log-level info
 run_l2_agent_once a64-agent --kernel /l2/Image --initrd /l2/initramfs.cpio --mem 256M --cmdline minivmm.action=agent
+mkdir -p /tmp/share && dd if=/dev/urandom of=/tmp/share/from-host.bin bs=64k count=16 2>/dev/null
+echo "L1: fs from-host sha256=$(sha256sum /tmp/share/from-host.bin | cut -d' ' -f1)"
+run_l2 a64-fs --kernel /l2/Image --initrd /l2/initramfs.cpio --mem 256M --fs tag=work,path=/tmp/share --cmdline minivmm.action=fs-roundtrip
+echo "L1: fs from-guest sha256=$(sha256sum /tmp/share/from-guest.bin | cut -d' ' -f1)"
 "#,
     );
     let v3_wall = started.elapsed();
@@ -69,6 +73,28 @@ run_l2_agent_once a64-agent --kernel /l2/Image --initrd /l2/initramfs.cpio --mem
         .unwrap_or_else(|| panic!("no hwrng line: {}", agent.output));
     assert_eq!(value(rng, "bytes="), "32", "{rng}");
     assert!(value(rng, "current=").starts_with("virtio_rng"), "{rng}");
+
+    // virtio-fs on aarch64: the guest mounts the share, reads what L1 put there and
+    // writes a file L1 reads back, the same bytes on both sides.
+    let fs_run = section(&log, "a64-fs");
+    user_space(&fs_run, 1);
+    let fs = fs_run.output.as_str();
+    assert!(fs.contains("MINIVMM-GUEST: fs mounted"), "{fs}");
+    let from_host = value(&log, "L1: fs from-host sha256=");
+    assert_eq!(from_host.len(), 64, "{log}");
+    assert_eq!(
+        value(fs, "MINIVMM-GUEST: fs host sha256="),
+        from_host,
+        "{fs}"
+    );
+    let from_guest = value(fs, "MINIVMM-GUEST: fs guest sha256=");
+    assert_eq!(from_guest.len(), 64, "{fs}");
+    assert_eq!(
+        value(&log, "L1: fs from-guest sha256="),
+        from_guest,
+        "{log}"
+    );
+    assert!(fs.contains("MINIVMM-GUEST: fs unmounted"), "{fs}");
 
     let disk_run = section(&log, "a64-disk");
     user_space(&disk_run, 1);

@@ -26,8 +26,8 @@ log() { echo "harness-aarch64: $*" >&2; }
 resolve_a64() { { apt-cache depends linux-image-arm64:arm64 2>/dev/null || true; } | awk '/Depends: linux-image-6/ {print $2; exit}'; }
 dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
 pkg=$(resolve_a64)
-# (v2: with the vsock and virtio-rng modules.)
-if [ -z "$pkg" ] || [ ! -f "$cache/a64-v2-$pkg/Image" ]; then
+# (v3: with the vsock, virtio-rng, fuse and virtiofs modules.)
+if [ -z "$pkg" ] || [ ! -f "$cache/a64-v3-$pkg/Image" ]; then
     # Not cached: refresh apt's lists first (they may be stale or lack arm64), then
     # resolve and download with apt's errors shown.
     log "apt-get update (to fetch Debian's arm64 kernel)"
@@ -35,7 +35,7 @@ if [ -z "$pkg" ] || [ ! -f "$cache/a64-v2-$pkg/Image" ]; then
     pkg=$(resolve_a64)
 fi
 [ -n "$pkg" ] || { log "cannot resolve linux-image-arm64:arm64 from apt's lists"; exit 1; }
-a64="$cache/a64-v2-$pkg"
+a64="$cache/a64-v3-$pkg"
 if [ ! -f "$a64/Image" ]; then
     log "fetching $pkg and busybox-static:arm64"
     tmp=$(mktemp -d)
@@ -49,7 +49,8 @@ if [ ! -f "$a64/Image" ]; then
     for m in drivers/net/tun drivers/block/loop drivers/virtio/virtio_mmio \
         drivers/block/virtio_blk net/core/failover drivers/net/net_failover drivers/net/virtio_net \
         net/vmw_vsock/vsock net/vmw_vsock/vmw_vsock_virtio_transport_common \
-        net/vmw_vsock/vmw_vsock_virtio_transport drivers/char/hw_random/virtio-rng; do
+        net/vmw_vsock/vmw_vsock_virtio_transport drivers/char/hw_random/virtio-rng \
+        fs/fuse/fuse fs/fuse/virtiofs; do
         f=$(find "$tmp"/x/lib/modules -path "*/kernel/$m.ko*" | head -n1)
         [ -n "$f" ] && cp "$f" "$a64.tmp/mod/"
     done
@@ -72,7 +73,7 @@ cp "$a64/busybox" "$l2/bin/busybox"
 install -m 0755 "$repo/resources/guest/init" "$l2/init"
 i=1
 for m in virtio_mmio virtio_blk failover net_failover virtio_net vsock \
-    vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport virtio-rng; do
+    vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport virtio-rng fuse virtiofs; do
     [ -f "$a64/mod/$m.ko" ] && cp "$a64/mod/$m.ko" "$l2/lib/modules/$(printf %02d $i)-$m.ko"
     i=$((i + 1))
 done

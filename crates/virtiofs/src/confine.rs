@@ -14,7 +14,13 @@
 //!   set-ID program for host users to run;
 //! - the host descriptors a share holds are bounded ([`Limits`]): one per inode the
 //!   guest knows of and one per open file or directory; past a bound the guest is
-//!   answered `ENFILE` or `EMFILE` until it forgets inodes or closes files.
+//!   answered `ENFILE` or `EMFILE` until it forgets inodes or closes files;
+//! - reads and writes carry the flags their file was opened with, whatever the guest
+//!   sends, and `O_PATH` opens are refused: fuse-backend-rs 0.14 changes a file's
+//!   flags with `fcntl(F_SETFL)` when a request's differ, and if that fails it closes
+//!   the file's descriptor while its handle still owns it (a later open may then get
+//!   the same number: another file behind the guest's handle). Our fuzz target
+//!   `fs_requests` found it (docs/virtio-fs.md).
 
 use fuse_backend_rs::abi::fuse_abi::{stat64, statvfs64, CreateIn, FsOptions, OpenOptions};
 use fuse_backend_rs::api::filesystem::{
@@ -71,6 +77,8 @@ pub struct Confined<F> {
     inodes: Mutex<HashMap<u64, u64>>,
     /// Open files and directories.
     open: AtomicUsize,
+    /// The flags each open file's handle was opened with.
+    handle_flags: Mutex<HashMap<u64, u32>>,
 }
 
 impl<F> Confined<F>
@@ -85,7 +93,18 @@ where
             limits,
             inodes: Mutex::new(HashMap::new()),
             open: AtomicUsize::new(0),
+            handle_flags: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn lock_handles(&self) -> std::sync::MutexGuard<'_, HashMap<u64, u32>> {
+        self.handle_flags.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The flags `handle` was opened with (`flags` for a handle never opened, which
+    /// the inner file system refuses before it looks at them).
+    fn opened_flags(&self, handle: u64, flags: u32) -> u32 {
+        self.lock_handles().get(&handle).copied().unwrap_or(flags)
     }
 
     /// Inodes the guest knows of now (the root excluded).
@@ -169,6 +188,16 @@ where
             .map_err(|_| err(libc::EMFILE))
     }
 
+    /// After a release (of a file or a directory: the inner file system keeps both in
+    /// one table): the handle's slot and flags go once the inner file system let go.
+    fn closed(&self, handle: u64, result: io::Result<()>) -> io::Result<()> {
+        if result.is_ok() {
+            self.lock_handles().remove(&handle);
+            self.put_open();
+        }
+        result
+    }
+
     fn put_open(&self) {
         let _ = self
             .open
@@ -216,6 +245,7 @@ where
     fn destroy(&self) {
         self.inner.destroy();
         self.lock_inodes().clear();
+        self.lock_handles().clear();
         self.open.store(0, Ordering::Release);
     }
 
@@ -349,13 +379,20 @@ where
         flags: u32,
         fuse_flags: u32,
     ) -> io::Result<(Option<u64>, OpenOptions, Option<u32>)> {
+        if flags & libc::O_PATH as u32 != 0 {
+            return Err(err(libc::EINVAL));
+        }
         if writes(flags) {
             self.writable()?;
         }
-        self.opened(
+        let result = self.opened(
             || self.inner.open(ctx, inode, flags, fuse_flags),
             |r| r.0.is_some(),
-        )
+        )?;
+        if let Some(h) = result.0 {
+            self.lock_handles().insert(h, flags);
+        }
+        Ok(result)
     }
 
     fn create(
@@ -367,12 +404,18 @@ where
     ) -> io::Result<(Entry, Option<u64>, OpenOptions, Option<u32>)> {
         self.writable()?;
         self.room_for_inode()?;
+        if args.flags & libc::O_PATH as u32 != 0 {
+            return Err(err(libc::EINVAL));
+        }
         args.mode &= !SET_ID;
         let (entry, handle, options, passthrough) = self.opened(
             || self.inner.create(ctx, parent, name, args),
             |r| r.1.is_some(),
         )?;
         if self.admit(entry.inode) {
+            if let Some(h) = handle {
+                self.lock_handles().insert(h, args.flags);
+            }
             return Ok((entry, handle, options, passthrough));
         }
         if let Some(h) = handle {
@@ -396,6 +439,7 @@ where
         lock_owner: Option<u64>,
         flags: u32,
     ) -> io::Result<usize> {
+        let flags = self.opened_flags(handle, flags);
         self.inner
             .read(ctx, inode, handle, w, size, offset, lock_owner, flags)
     }
@@ -414,6 +458,7 @@ where
         fuse_flags: u32,
     ) -> io::Result<usize> {
         self.writable()?;
+        let flags = self.opened_flags(handle, flags);
         self.inner.write(
             ctx,
             inode,
@@ -463,8 +508,7 @@ where
         let result =
             self.inner
                 .release(ctx, inode, flags, handle, flush, flock_release, lock_owner);
-        self.put_open();
-        result
+        self.closed(handle, result)
     }
 
     fn statfs(&self, ctx: &Context, inode: u64) -> io::Result<statvfs64> {
@@ -568,8 +612,7 @@ where
 
     fn releasedir(&self, ctx: &Context, inode: u64, flags: u32, handle: u64) -> io::Result<()> {
         let result = self.inner.releasedir(ctx, inode, flags, handle);
-        self.put_open();
-        result
+        self.closed(handle, result)
     }
 
     fn access(&self, ctx: &Context, inode: u64, mask: u32) -> io::Result<()> {

@@ -477,3 +477,71 @@ fn the_device_answers_fuse_requests_in_guest_memory() {
     let (h, _) = call(&mut dev, &mut driver, &request(LOOKUP, 1, 7, b"hello\0"));
     assert_eq!(h.error, 0);
 }
+
+/// Found by the `fs_requests` fuzz target: fuse-backend-rs 0.14 closed a file's
+/// descriptor when a read's flags differed from its open's and `fcntl(F_SETFL)` failed
+/// (an `O_PATH` handle), leaving the handle to close it again (a later open could have
+/// had the number). `O_PATH` opens are refused and reads carry their open's flags.
+#[test]
+fn regression_read_flags_never_close_a_handle_descriptor() {
+    use devices::virtio::VirtioInterrupt;
+    use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+    let s = Scratch::new("flags");
+    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x40000)]).unwrap();
+    let mut driver = Driver {
+        mem: mem.clone(),
+        next: 0,
+        seen: 0,
+    };
+    let mut dev = Fs::new("share", &s.share(), false, Limits::default()).unwrap();
+    dev.activate(Activation {
+        memory: mem.clone(),
+        queues: vec![driver.queue(), driver.queue()],
+        acked_features: VIRTIO_F_VERSION_1,
+        interrupt: VirtioInterrupt::new(EventFd::new(EFD_NONBLOCK).unwrap()),
+    })
+    .unwrap();
+    let init = InitIn {
+        major: 7,
+        minor: 31,
+        max_readahead: 0x20000,
+        flags: 0,
+    };
+    call(&mut dev, &mut driver, &request(26, 0, 1, init.as_slice()));
+    let (h, _) = call(&mut dev, &mut driver, &request(1, 1, 2, b"hello\0"));
+    assert_eq!(h.error, 0);
+    let o_path = OpenIn {
+        flags: 0x2e2000,
+        fuse_flags: 0,
+    };
+    let (h, _) = call(&mut dev, &mut driver, &request(14, 2, 3, o_path.as_slice()));
+    assert_eq!(h.error, -libc::EINVAL);
+    let open = OpenIn {
+        flags: libc::O_RDONLY as u32,
+        fuse_flags: 0,
+    };
+    let (h, body) = call(&mut dev, &mut driver, &request(14, 2, 4, open.as_slice()));
+    assert_eq!(h.error, 0);
+    let fh = u64::from_le_bytes(body[..8].try_into().unwrap());
+    for (unique, flags) in [(5, 0x2e2000u32), (6, libc::O_DIRECT as u32), (7, 0)] {
+        let read = ReadIn {
+            fh,
+            size: 5,
+            flags,
+            ..Default::default()
+        };
+        let (h, body) = call(
+            &mut dev,
+            &mut driver,
+            &request(15, 2, unique, read.as_slice()),
+        );
+        assert_eq!(
+            (h.error, body.as_slice()),
+            (0, b"hello".as_slice()),
+            "{flags:#x}"
+        );
+    }
+    // Dropping the device closes each descriptor once (a second close aborts a test
+    // build: Rust checks owned descriptors).
+    drop(dev);
+}
