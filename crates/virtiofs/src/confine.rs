@@ -239,7 +239,15 @@ where
         // the inner file system closes every descriptor the last one held, so a
         // guest cannot pile them up past the bounds by mounting again.
         self.destroy();
-        self.inner.init(capable)
+        // Beyond what the passthrough file system asks for: writes of more than a page
+        // and requests of up to 256 pages (else every write is one 4 KiB round trip),
+        // reads in parallel, and data caches dropped when the host changes a file.
+        let more = FsOptions::BIG_WRITES
+            | FsOptions::MAX_PAGES
+            | FsOptions::ASYNC_READ
+            | FsOptions::PARALLEL_DIROPS
+            | FsOptions::AUTO_INVAL_DATA;
+        self.inner.init(capable).map(|want| want | (capable & more))
     }
 
     fn destroy(&self) {
