@@ -461,6 +461,48 @@ fn shutdown_waits_for_a_listening_guest_and_stops_one_that_ignores_it() {
 }
 
 #[test]
+fn a_vm_with_a_share_reports_it_and_refuses_snapshots() {
+    if !kvm_available("control API with a share") {
+        return;
+    }
+    let dir = scratch("control-api-share");
+    let share = dir.join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    let fs = format!("tag=work,path={},readonly=on", share.display());
+    let (mut child, socket) = start(&dir, "64M", "guest.test=count", &["--fs", &fs]);
+    let api = Api::new(&socket);
+    let status = api.call("GET", "/v1/vm", "");
+    api.check("GET", "/v1/vm", &status);
+    let spec = &status.body.unwrap()["spec"];
+    assert_eq!(spec["fs"][0]["tag"], "work", "{spec}");
+    assert_eq!(spec["fs"][0]["readonly"], true, "{spec}");
+    let metrics = api.call("GET", "/v1/metrics", "");
+    api.check("GET", "/v1/metrics", &metrics);
+    let m = metrics.body.unwrap();
+    assert_eq!(counter(&m, "/devices/fs0/requests"), 0, "{m}");
+    assert_eq!(api.call("PUT", "/v1/vm/pause", "").status, 204);
+    let snap = dir.join("snap");
+    let body = format!(r#"{{"dir": "{}"}}"#, snap.display());
+    let a = api.call("PUT", "/v1/vm/snapshot", &body);
+    api.check("PUT", "/v1/vm/snapshot", &a);
+    assert_eq!(a.status, 409);
+    assert!(
+        error_text(&a).contains("cannot be snapshotted"),
+        "{}",
+        error_text(&a)
+    );
+    assert!(!snap.exists());
+    assert_eq!(api.call("PUT", "/v1/vm/resume", "").status, 204);
+    assert_eq!(
+        api.call("PUT", "/v1/vm/shutdown", r#"{"grace_ms": 0}"#)
+            .status,
+        202
+    );
+    let (code, _) = wait_exit(&mut child, Duration::from_secs(30));
+    assert!(code.success(), "{code:?}");
+}
+
+#[test]
 fn requests_during_a_snapshot_are_refused_or_answered() {
     if !kvm_available("control API during a snapshot") {
         return;

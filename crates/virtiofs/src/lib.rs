@@ -19,13 +19,13 @@ pub use error::FsError;
 pub use server::{open_share, FsCounters, ShareFs};
 
 use devices::virtio::{
-    read_config_bytes, ActivateError, Activation, DeviceWorker, VirtioDevice, VIRTIO_F_VERSION_1,
+    read_config_bytes, worker_link, ActivateError, Activation, DeviceWorker, VirtioDevice,
+    WorkerLink, VIRTIO_F_VERSION_1,
 };
 use server::{Active, FileServer};
 use std::path::Path;
 use std::sync::Arc;
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
-use worker::{Command, FsWorker, WorkerLink, RESET_TIMEOUT};
+use worker::{Command, FsWorker, RESET_TIMEOUT};
 
 /// virtio device ID of a file system device.
 pub const VIRTIO_ID_FS: u32 = 26;
@@ -49,7 +49,7 @@ enum Engine {
     /// Here, in `process_queue` (until a worker is taken; tests and fuzzing).
     Inline(FileServer),
     /// On the share's own thread.
-    Thread(WorkerLink),
+    Thread(WorkerLink<Command>),
     /// Nowhere: the thread could not be set up.
     Broken,
 }
@@ -167,26 +167,18 @@ impl VirtioDevice for Fs {
     }
 
     fn take_worker(&mut self) -> Option<Box<dyn DeviceWorker>> {
-        let wake = match EventFd::new(EFD_NONBLOCK) {
-            Ok(evt) => Arc::new(evt),
+        let (link, inbox) = match worker_link("virtio-fs") {
+            Ok(pair) => pair,
             Err(e) => {
-                log::error!("virtio-fs: cannot create the file server's eventfd: {e}");
+                log::error!("virtio-fs: cannot set up the file server thread: {e}");
                 return None;
             }
         };
         let Engine::Inline(server) = std::mem::replace(&mut self.engine, Engine::Broken) else {
             return None;
         };
-        let (commands, receiver) = std::sync::mpsc::channel();
-        self.engine = Engine::Thread(WorkerLink {
-            commands,
-            wake: wake.clone(),
-        });
-        Some(Box::new(FsWorker {
-            server,
-            commands: receiver,
-            wake,
-        }))
+        self.engine = Engine::Thread(link);
+        Some(Box::new(FsWorker { server, inbox }))
     }
 }
 

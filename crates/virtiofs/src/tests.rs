@@ -397,11 +397,11 @@ fn call(dev: &mut Fs, driver: &mut Driver, req: &[u8]) -> (OutHeader, Vec<u8>) {
     (header, reply[header_len..].to_vec())
 }
 
-#[test]
-fn the_device_answers_fuse_requests_in_guest_memory() {
+/// A device on `s`'s share, activated with two queues in fresh guest memory, and
+/// its driver after FUSE_INIT.
+fn mounted(s: &Scratch) -> (Fs, Driver) {
     use devices::virtio::VirtioInterrupt;
     use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
-    let s = Scratch::new("device");
     let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x40000)]).unwrap();
     let mut driver = Driver {
         mem: mem.clone(),
@@ -409,19 +409,13 @@ fn the_device_answers_fuse_requests_in_guest_memory() {
         seen: 0,
     };
     let mut dev = Fs::new("share", &s.share(), false, Limits::default()).unwrap();
-    let hiprio = driver.queue();
     dev.activate(Activation {
-        memory: mem.clone(),
-        queues: vec![hiprio, driver.queue()],
+        memory: mem,
+        queues: vec![driver.queue(), driver.queue()],
         acked_features: VIRTIO_F_VERSION_1,
         interrupt: VirtioInterrupt::new(EventFd::new(EFD_NONBLOCK).unwrap()),
     })
     .unwrap();
-
-    const INIT: u32 = 26;
-    const LOOKUP: u32 = 1;
-    const OPEN: u32 = 14;
-    const READ: u32 = 15;
     let init = InitIn {
         major: 7,
         minor: 31,
@@ -432,7 +426,18 @@ fn the_device_answers_fuse_requests_in_guest_memory() {
     assert_eq!((h.error, h.unique), (0, 1));
     let out = InitOut::from_slice(&body[..std::mem::size_of::<InitOut>()]).copied();
     assert_eq!(out.unwrap().major, 7);
+    (dev, driver)
+}
 
+const INIT: u32 = 26;
+const LOOKUP: u32 = 1;
+const OPEN: u32 = 14;
+const READ: u32 = 15;
+
+#[test]
+fn the_device_answers_fuse_requests_in_guest_memory() {
+    let s = Scratch::new("device");
+    let (mut dev, mut driver) = mounted(&s);
     let (h, body) = call(&mut dev, &mut driver, &request(LOOKUP, 1, 2, b"hello\0"));
     assert_eq!(h.error, 0);
     let nodeid = u64::from_le_bytes(body[..8].try_into().unwrap());
@@ -484,30 +489,8 @@ fn the_device_answers_fuse_requests_in_guest_memory() {
 /// had the number). `O_PATH` opens are refused and reads carry their open's flags.
 #[test]
 fn regression_read_flags_never_close_a_handle_descriptor() {
-    use devices::virtio::VirtioInterrupt;
-    use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
     let s = Scratch::new("flags");
-    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x40000)]).unwrap();
-    let mut driver = Driver {
-        mem: mem.clone(),
-        next: 0,
-        seen: 0,
-    };
-    let mut dev = Fs::new("share", &s.share(), false, Limits::default()).unwrap();
-    dev.activate(Activation {
-        memory: mem.clone(),
-        queues: vec![driver.queue(), driver.queue()],
-        acked_features: VIRTIO_F_VERSION_1,
-        interrupt: VirtioInterrupt::new(EventFd::new(EFD_NONBLOCK).unwrap()),
-    })
-    .unwrap();
-    let init = InitIn {
-        major: 7,
-        minor: 31,
-        max_readahead: 0x20000,
-        flags: 0,
-    };
-    call(&mut dev, &mut driver, &request(26, 0, 1, init.as_slice()));
+    let (mut dev, mut driver) = mounted(&s);
     let (h, _) = call(&mut dev, &mut driver, &request(1, 1, 2, b"hello\0"));
     assert_eq!(h.error, 0);
     let o_path = OpenIn {

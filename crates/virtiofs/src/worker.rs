@@ -5,10 +5,9 @@
 //! only: the event loop (console, network, other devices) and the vCPUs carry on.
 
 use crate::server::{Active, FileServer};
-use devices::virtio::{wait_readable, DeviceWorker, WorkerRole};
+use devices::virtio::{wait_readable, DeviceWorker, WorkerInbox, WorkerRole};
 use std::os::fd::AsRawFd;
-use std::sync::mpsc::{Receiver, Sender, TryRecvError};
-use std::sync::Arc;
+use std::sync::mpsc::{Sender, TryRecvError};
 use std::time::Duration;
 use vmm_sys_util::eventfd::EventFd;
 
@@ -23,37 +22,17 @@ pub(crate) enum Command {
     Reset(Sender<()>),
 }
 
-/// The device model's end of the link to its thread.
-pub(crate) struct WorkerLink {
-    pub(crate) commands: Sender<Command>,
-    pub(crate) wake: Arc<EventFd>,
-}
-
-impl WorkerLink {
-    /// Sends `command` and wakes the thread; false if the thread is gone.
-    pub(crate) fn send(&self, command: Command) -> bool {
-        if self.commands.send(command).is_err() {
-            return false;
-        }
-        if let Err(e) = self.wake.write(1) {
-            log::error!("virtio-fs: cannot wake the file server thread: {e}");
-        }
-        true
-    }
-}
-
 /// The thread's state: the file server and the command channel.
 pub(crate) struct FsWorker {
     pub(crate) server: FileServer,
-    pub(crate) commands: Receiver<Command>,
-    pub(crate) wake: Arc<EventFd>,
+    pub(crate) inbox: WorkerInbox<Command>,
 }
 
 impl FsWorker {
     /// Carries out every pending command; false once the device model is gone.
     fn drain_commands(&mut self) -> bool {
         loop {
-            match self.commands.try_recv() {
+            match self.inbox.commands.try_recv() {
                 Ok(Command::Activate(active)) => self.server.active = Some(active),
                 Ok(Command::Reset(ack)) => {
                     self.server.active = None;
@@ -95,7 +74,7 @@ impl DeviceWorker for FsWorker {
 
     fn run(mut self: Box<Self>, queue_evts: Vec<EventFd>, stop: EventFd) {
         own_umask();
-        let mut fds = vec![stop.as_raw_fd(), self.wake.as_raw_fd()];
+        let mut fds = vec![stop.as_raw_fd(), self.inbox.wake.as_raw_fd()];
         fds.extend(queue_evts.iter().map(|e| e.as_raw_fd()));
         loop {
             let ready = wait_readable(&fds);
@@ -103,7 +82,7 @@ impl DeviceWorker for FsWorker {
                 return;
             }
             if ready[1] {
-                let _ = self.wake.read();
+                let _ = self.inbox.wake.read();
             }
             // Commands first: an activation is sent before the queues' first kicks.
             if !self.drain_commands() {

@@ -85,10 +85,7 @@ impl std::str::FromStr for DiskConfig {
         let mut path = None;
         let mut read_only = false;
         let mut id = None;
-        for part in spec.split(',') {
-            let (key, value) = part.split_once('=').ok_or_else(|| {
-                format!("'{part}' is not key=value (expected path=FILE[,readonly=on][,id=SERIAL])")
-            })?;
+        for (key, value) in key_values(spec, "path=FILE[,readonly=on][,id=SERIAL]")? {
             match key {
                 "path" => path = Some(PathBuf::from(value)),
                 "readonly" | "ro" => read_only = parse_on_off(key, value)?,
@@ -161,10 +158,7 @@ impl std::str::FromStr for FsConfig {
         let mut tag = None;
         let mut path = None;
         let mut read_only = false;
-        for part in spec.split(',') {
-            let (key, value) = part.split_once('=').ok_or_else(|| {
-                format!("'{part}' is not key=value (expected tag=NAME,path=DIR[,readonly=on])")
-            })?;
+        for (key, value) in key_values(spec, "tag=NAME,path=DIR[,readonly=on]")? {
             match key {
                 "tag" => tag = Some(value.to_string()),
                 "path" => path = Some(PathBuf::from(value)),
@@ -184,6 +178,17 @@ impl std::str::FromStr for FsConfig {
         fs.check()?;
         Ok(fs)
     }
+}
+
+/// The `key=value` pairs of a comma-separated device description; the error names the
+/// part that is not one and the form `expected`.
+fn key_values<'a>(spec: &'a str, expected: &str) -> Result<Vec<(&'a str, &'a str)>, String> {
+    spec.split(',')
+        .map(|part| {
+            part.split_once('=')
+                .ok_or_else(|| format!("'{part}' is not key=value (expected {expected})"))
+        })
+        .collect()
 }
 
 /// A virtio-net interface backed by a host tap.
@@ -287,10 +292,7 @@ impl std::str::FromStr for VsockConfig {
     fn from_str(spec: &str) -> Result<Self, Self::Err> {
         let mut cid = devices::virtio::vsock::DEFAULT_GUEST_CID;
         let mut socket = None;
-        for part in spec.split(',') {
-            let (key, value) = part
-                .split_once('=')
-                .ok_or_else(|| format!("'{part}' is not key=value (expected cid=N,socket=PATH)"))?;
+        for (key, value) in key_values(spec, "cid=N,socket=PATH")? {
             match key {
                 "socket" | "path" | "uds" => socket = Some(PathBuf::from(value)),
                 "cid" => {
@@ -357,10 +359,7 @@ impl std::str::FromStr for NetConfig {
         let mut tap = None;
         let mut mac = None;
         let mut create = false;
-        for part in spec.split(',') {
-            let (key, value) = part.split_once('=').ok_or_else(|| {
-                format!("'{part}' is not key=value (expected tap=NAME[,mac=MAC][,create=on])")
-            })?;
+        for (key, value) in key_values(spec, "tap=NAME[,mac=MAC][,create=on]")? {
             match key {
                 "tap" => tap = Some(value.to_string()),
                 "mac" => mac = Some(parse_mac(value)?),

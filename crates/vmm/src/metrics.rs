@@ -109,6 +109,7 @@ impl MetricsSource {
             VIRTIO_ID_NET => "net",
             VIRTIO_ID_VSOCK => "vsock",
             VIRTIO_ID_RNG => "rng",
+            virtiofs::VIRTIO_ID_FS => "fs",
             _ => "device",
         };
         let name = device_name(kind, self.devices.iter().map(|(n, _)| n.as_str()));

@@ -15,7 +15,7 @@ pub(crate) mod test_ring;
 pub mod vsock;
 mod wait;
 
-pub use wait::wait_readable;
+pub use wait::{wait_readable, worker_link, WorkerInbox, WorkerLink};
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -9,18 +9,17 @@ pub mod request;
 mod worker;
 
 use super::{
-    read_config_bytes, ActivateError, Activation, DeviceWorker, VirtioDevice, VIRTIO_F_VERSION_1,
+    read_config_bytes, worker_link, ActivateError, Activation, DeviceWorker, VirtioDevice,
+    WorkerLink, VIRTIO_F_VERSION_1,
 };
 use disk::{Disk, SECTOR_SIZE};
 use io::{Active, BlockIo};
 use request::SEG_MAX;
-use std::sync::Arc;
 use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX,
 };
 use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
-use worker::{BlockWorker, Command, WorkerLink, RESET_TIMEOUT};
+use worker::{BlockWorker, Command, RESET_TIMEOUT};
 
 /// Size of the request queue.
 pub const QUEUE_SIZE: u16 = 256;
@@ -31,7 +30,7 @@ enum Engine {
     /// Here, in `process_queue` (until a worker is taken; tests and fuzzing).
     Inline(BlockIo),
     /// On the device's own I/O thread.
-    Thread(WorkerLink),
+    Thread(WorkerLink<Command>),
     /// Nowhere: the I/O thread could not be set up.
     Broken,
 }
@@ -198,26 +197,18 @@ impl VirtioDevice for Block {
     }
 
     fn take_worker(&mut self) -> Option<Box<dyn DeviceWorker>> {
-        let wake = match EventFd::new(EFD_NONBLOCK) {
-            Ok(evt) => Arc::new(evt),
+        let (link, inbox) = match worker_link("virtio-blk") {
+            Ok(pair) => pair,
             Err(e) => {
-                log::error!("virtio-blk: cannot create the I/O thread's eventfd: {e}");
+                log::error!("virtio-blk: cannot set up the I/O thread: {e}");
                 return None;
             }
         };
         let Engine::Inline(io) = std::mem::replace(&mut self.engine, Engine::Broken) else {
             return None;
         };
-        let (commands, receiver) = std::sync::mpsc::channel();
-        self.engine = Engine::Thread(WorkerLink {
-            commands,
-            wake: wake.clone(),
-        });
-        Some(Box::new(BlockWorker {
-            io,
-            commands: receiver,
-            wake,
-        }))
+        self.engine = Engine::Thread(link);
+        Some(Box::new(BlockWorker { io, inbox }))
     }
 }
 

@@ -6,10 +6,9 @@
 //! other disks) and the vCPUs, which never wait for it, carry on.
 
 use super::io::{Active, BlockIo};
-use crate::virtio::{wait_readable, DeviceWorker};
+use crate::virtio::{wait_readable, DeviceWorker, WorkerInbox};
 use std::os::fd::AsRawFd;
-use std::sync::mpsc::{Receiver, Sender, TryRecvError};
-use std::sync::Arc;
+use std::sync::mpsc::{Sender, TryRecvError};
 use std::time::Duration;
 use vmm_sys_util::eventfd::EventFd;
 
@@ -27,37 +26,17 @@ pub(crate) enum Command {
     Save(Sender<Option<virtio_queue::QueueState>>),
 }
 
-/// The device model's end of the link to its thread.
-pub(crate) struct WorkerLink {
-    pub(crate) commands: Sender<Command>,
-    pub(crate) wake: Arc<EventFd>,
-}
-
-impl WorkerLink {
-    /// Sends `command` and wakes the thread; false if the thread is gone.
-    pub(crate) fn send(&self, command: Command) -> bool {
-        if self.commands.send(command).is_err() {
-            return false;
-        }
-        if let Err(e) = self.wake.write(1) {
-            log::error!("virtio-blk: cannot wake the I/O thread: {e}");
-        }
-        true
-    }
-}
-
 /// The thread's state: the disk and queue, and the command channel.
 pub(crate) struct BlockWorker {
     pub(crate) io: BlockIo,
-    pub(crate) commands: Receiver<Command>,
-    pub(crate) wake: Arc<EventFd>,
+    pub(crate) inbox: WorkerInbox<Command>,
 }
 
 impl BlockWorker {
     /// Carries out every pending command; false once the device model is gone.
     fn drain_commands(&mut self) -> bool {
         loop {
-            match self.commands.try_recv() {
+            match self.inbox.commands.try_recv() {
                 Ok(Command::Activate(active)) => self.io.active = Some(active),
                 Ok(Command::Reset(ack)) => {
                     self.io.active = None;
@@ -85,14 +64,18 @@ impl DeviceWorker for BlockWorker {
             log::error!("virtio-blk: I/O thread started without a queue eventfd");
             return;
         };
-        let fds = [stop.as_raw_fd(), self.wake.as_raw_fd(), queue.as_raw_fd()];
+        let fds = [
+            stop.as_raw_fd(),
+            self.inbox.wake.as_raw_fd(),
+            queue.as_raw_fd(),
+        ];
         loop {
             let ready = wait_readable(&fds);
             if ready[0] {
                 return;
             }
             if ready[1] {
-                let _ = self.wake.read();
+                let _ = self.inbox.wake.read();
             }
             // Commands first: an activation is sent before the queue's first kick.
             if !self.drain_commands() {
