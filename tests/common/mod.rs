@@ -141,7 +141,7 @@ impl Run {
     }
 }
 
-fn wait_with_deadline(mut child: Child, deadline: Duration) -> (Output, Duration) {
+pub fn wait_with_deadline(mut child: Child, deadline: Duration) -> (Output, Duration) {
     let start = Instant::now();
     loop {
         match child.try_wait().expect("wait for minivmm") {

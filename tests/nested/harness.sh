@@ -25,8 +25,9 @@ log() { echo "harness: $*" >&2; }
 resolve_l1() { { apt-cache depends linux-image-cloud-amd64 2>/dev/null || true; } | awk '/Depends: linux-image-/ {print $2; exit}'; }
 l1_pkg=$(resolve_l1)
 # (v2: with dm-mod, for the disk-fault scenario's device-mapper error target; v3:
-# with dm-delay, for the stalled-disk scenario.)
-if [ -z "$l1_pkg" ] || [ ! -f "$cache/l1-v3-$l1_pkg/vmlinuz" ]; then
+# with dm-delay, for the stalled-disk scenario; v4: with veth and the bridge, for a
+# CNI-style network namespace in the containerd scenario.)
+if [ -z "$l1_pkg" ] || [ ! -f "$cache/l1-v4-$l1_pkg/vmlinuz" ]; then
     # Not cached: refresh apt's lists first (they may be stale, naming a package the
     # mirror no longer has), then resolve and download with apt's errors shown.
     log "apt-get update (to fetch Debian's cloud kernel)"
@@ -34,7 +35,7 @@ if [ -z "$l1_pkg" ] || [ ! -f "$cache/l1-v3-$l1_pkg/vmlinuz" ]; then
     l1_pkg=$(resolve_l1)
 fi
 [ -n "$l1_pkg" ] || { log "cannot resolve linux-image-cloud-amd64 from apt's lists"; exit 1; }
-l1_dir="$cache/l1-v3-$l1_pkg"
+l1_dir="$cache/l1-v4-$l1_pkg"
 if [ ! -f "$l1_dir/vmlinuz" ]; then
     log "fetching $l1_pkg"
     tmp=$(mktemp -d)
@@ -42,7 +43,7 @@ if [ ! -f "$l1_dir/vmlinuz" ]; then
     (cd "$tmp" && apt-get download -q "$l1_pkg" && dpkg-deb -x ./*.deb x)
     mkdir -p "$l1_dir.tmp"
     cp "$tmp"/x/boot/vmlinuz-* "$l1_dir.tmp/vmlinuz"
-    for m in virt/lib/irqbypass arch/x86/kvm/kvm arch/x86/kvm/kvm-amd drivers/net/tun drivers/block/loop drivers/md/dm-mod drivers/md/dm-delay; do
+    for m in virt/lib/irqbypass arch/x86/kvm/kvm arch/x86/kvm/kvm-amd drivers/net/tun drivers/block/loop drivers/md/dm-mod drivers/md/dm-delay drivers/net/veth net/llc/llc net/802/stp net/bridge/bridge; do
         f=$(find "$tmp"/x/lib/modules -path "*/kernel/$m.ko*" | head -n1)
         [ -n "$f" ] || { log "module $m not in $l1_pkg"; exit 1; }
         cp "$f" "$l1_dir.tmp/"
@@ -64,7 +65,7 @@ mkdir -p "$stage"/{bin,dev,proc,sys,tmp,lib,l2}
 cp /bin/busybox "$stage/bin/busybox"
 cp "$minivmm" "$stage/bin/minivmm"
 cp "$l1_dir"/*.ko* "$stage/lib/"
-for m in irqbypass kvm kvm-amd tun loop dm-mod dm-delay; do
+for m in irqbypass kvm kvm-amd tun loop dm-mod dm-delay veth llc stp bridge; do
     (cd "$stage/lib" && ls $m.ko*) >> "$stage/lib/modules.list"
 done
 cp "$kernel_dir/vmlinux" "$kernel_dir/bzImage" "$stage/l2/"
@@ -130,6 +131,48 @@ if [ "${MINIVMM_NESTED_RUNC:-0}" = 1 ]; then
     sed -i -e 's/"terminal": true/"terminal": false/' \
         -e 's|^\(\s*\)"sh"$|\1"/bin/busybox", "echo", "CONTAINER-READY"|' "$stage/oci/config.json"
     grep -q CONTAINER-READY "$stage/oci/config.json" || { log "cannot edit runc's spec"; exit 1; }
+fi
+# With MINIVMM_NESTED_CONTAINERD=1, Debian's containerd (containerd, ctr, the runc v2
+# shim), runc, minivmm-oci (static) and a busybox image (a docker archive built here,
+# docs/oci-notes.md) go into L1: containerd running containers through minivmm-oci.
+if [ "${MINIVMM_NESTED_CONTAINERD:-0}" = 1 ]; then
+    ctrd_dir="$cache/containerd-$(apt-cache policy containerd 2>/dev/null | awk '/Candidate:/ {print $2; exit}' | tr -c 'A-Za-z0-9.+~\n-' _)"
+    if [ ! -x "$ctrd_dir/bin/containerd" ]; then
+        log "fetching Debian's containerd package"
+        tmp=$(mktemp -d)
+        chmod 755 "$tmp"
+        if ! (cd "$tmp" && apt-get download -q containerd); then
+            apt-get update -qq
+            (cd "$tmp" && apt-get download -q containerd)
+        fi
+        (cd "$tmp" && dpkg-deb -x ./containerd_*.deb x)
+        mkdir -p "$ctrd_dir.tmp/bin"
+        for b in containerd ctr containerd-shim-runc-v2; do
+            cp "$tmp/x/usr/bin/$b" "$ctrd_dir.tmp/bin/$b"
+        done
+        rm -rf "$tmp" "$ctrd_dir"
+        mv "$ctrd_dir.tmp" "$ctrd_dir"
+    fi
+    for b in containerd ctr containerd-shim-runc-v2; do
+        pack_binary "$ctrd_dir/bin/$b"
+    done
+    pack_binary "$(command -v runc)"
+    # iproute2's ip (as ip2; busybox's cannot make veth pairs or named netns).
+    pack_binary "$(command -v ip)"
+    mv "$stage/bin/ip" "$stage/bin/ip2"
+    (cd "$repo" && CARGO_TARGET_DIR="$repo/target/nested" cargo build --quiet --release \
+        --target x86_64-unknown-linux-musl --bin minivmm-oci)
+    cp "$repo/target/nested/x86_64-unknown-linux-musl/release/minivmm-oci" "$stage/bin/"
+    img=$(mktemp -d)
+    mkdir -p "$img/r/bin" "$img/o" "$stage/oci-image"
+    cp /bin/busybox "$img/r/bin/busybox"
+    for a in sh echo sleep cat ls hostname id mount true; do ln -s busybox "$img/r/bin/$a"; done
+    tar --numeric-owner --owner=0 --group=0 --sort=name --mtime=@0 -C "$img/r" -cf "$img/o/layer.tar" .
+    diff_id=$(sha256sum "$img/o/layer.tar" | cut -d' ' -f1)
+    printf '{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/bin"],"Cmd":["/bin/sh"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' "$diff_id" > "$img/o/config.json"
+    printf '[{"Config":"config.json","RepoTags":["minivmm/busybox:latest"],"Layers":["layer.tar"]}]' > "$img/o/manifest.json"
+    tar -C "$img/o" -cf "$stage/oci-image/busybox.tar" manifest.json config.json layer.tar
+    rm -rf "$img"
 fi
 install -m 0755 "$here/l1-init" "$stage/init"
 cp "$here/l1-lib.sh" "$stage/l1-lib.sh"

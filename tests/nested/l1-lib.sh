@@ -348,3 +348,24 @@ run_l2_agent_once() {
     cat /tmp/l2.out
     echo "=== END $name rc=$rc"
 }
+
+# oci_env                (with MINIVMM_NESTED_CONTAINERD=1) installs minivmm-oci's guest
+#                        (the L2 kernel and initramfs), starts containerd on tmpfs
+#                        state and imports the busybox image with the native
+#                        snapshotter (the initramfs root has no overlayfs upper).
+oci_env() {
+    mkdir -p /run /dev/pts
+    mount -t tmpfs -o mode=755 tmpfs /run
+    [ -e /var/run ] || { mkdir -p /var; ln -s /run /var/run; }
+    mount -t devpts devpts /dev/pts 2>/dev/null
+    mkdir -p /var/lib/containerd /etc/containerd /sys/fs/cgroup /tmp/hostdir
+    mount -t cgroup2 none /sys/fs/cgroup 2>/dev/null || echo "OCI: no cgroup2"
+    printf 'version = 2\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n' > /etc/containerd/config.toml
+    minivmm-oci install --kernel /l2/vmlinux --initrd /l2/initramfs.cpio
+    containerd > /tmp/containerd.log 2>&1 &
+    for _ in $(seq 1 300); do [ -S /run/containerd/containerd.sock ] && break; sleep 0.2; done
+    ctr image import --snapshotter native /oci-image/busybox.tar > /dev/null || echo "OCI: import failed"
+    echo "OCI: L1 kernel $(uname -r)"
+}
+RUNTIME=/bin/minivmm-oci
+IMAGE=docker.io/minivmm/busybox:latest

@@ -22,7 +22,9 @@ pub mod replies;
 mod session;
 pub mod transport;
 
-pub use agent_proto::{ErrorCode, ExecRequest, ExitStatus, Exited, Version, WindowSize};
+pub use agent_proto::{
+    ErrorCode, ExecRequest, ExitStatus, Exited, MountRequest, SetupRequest, Version, WindowSize,
+};
 pub use error::{ClientError, HandshakeError, ProtocolError, Result};
 pub use replies::{ExecOutput, ReplyReader};
 pub use session::{ExecSession, ExecStdin, OutputReader, SessionControl};
@@ -221,6 +223,13 @@ impl AgentClient {
             source,
         })?;
         Ok(t.unwrap_or(Duration::MAX))
+    }
+
+    /// Asks the agent to make `req`'s mounts, in order, and set its host name
+    /// (a container's root and mounts). An error names the mount that failed.
+    pub fn setup(&self, req: &SetupRequest) -> Result<()> {
+        let s = self.request(&Frame::Setup(req.clone()))?;
+        self.replies(&s).ok("the set-up answer")
     }
 
     /// Asks the agent to sync and power the guest off. `Ok` means the agent accepted;

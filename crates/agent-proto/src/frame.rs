@@ -6,6 +6,7 @@
 use crate::codec::{check_len, FrameError, Reader, Writer};
 use crate::error_reply::ErrorReply;
 use crate::limits::{HEADER_LEN, MAX_CONTROL_PAYLOAD, MAX_DATA_PAYLOAD, MAX_PATH_LEN};
+use crate::setup::SetupRequest;
 use crate::types::{
     check_signal, check_size, ExecRequest, Exited, Version, WindowSize, WriteFileRequest,
 };
@@ -25,6 +26,8 @@ pub enum Kind {
     ReadFile = 0x04,
     /// Host: sync and power off. No payload.
     PowerOff = 0x05,
+    /// Host: make mounts and set the host name. Payload: [`SetupRequest`].
+    Setup = 0x06,
     /// Host: bytes for the command's stdin. Data payload.
     StdinData = 0x10,
     /// Host: end of stdin. No payload.
@@ -64,6 +67,7 @@ impl Kind {
             0x03 => Self::WriteFile,
             0x04 => Self::ReadFile,
             0x05 => Self::PowerOff,
+            0x06 => Self::Setup,
             0x10 => Self::StdinData,
             0x11 => Self::StdinClose,
             0x12 => Self::Resize,
@@ -119,6 +123,8 @@ pub enum Frame {
     },
     /// See [`Kind::PowerOff`].
     PowerOff,
+    /// See [`Kind::Setup`].
+    Setup(SetupRequest),
     /// See [`Kind::StdinData`].
     StdinData(Vec<u8>),
     /// See [`Kind::StdinClose`].
@@ -189,6 +195,7 @@ impl Frame {
             Self::WriteFile(_) => Kind::WriteFile,
             Self::ReadFile { .. } => Kind::ReadFile,
             Self::PowerOff => Kind::PowerOff,
+            Self::Setup(_) => Kind::Setup,
             Self::StdinData(_) => Kind::StdinData,
             Self::StdinClose => Kind::StdinClose,
             Self::Resize(_) => Kind::Resize,
@@ -214,6 +221,7 @@ impl Frame {
             Self::VersionRequest { protocol } => w.u32(*protocol),
             Self::Exec(req) => req.encode(&mut w)?,
             Self::WriteFile(req) => req.encode(&mut w)?,
+            Self::Setup(req) => req.encode(&mut w)?,
             Self::ReadFile { path } => {
                 crate::codec::check_str("read_file.path", path, MAX_PATH_LEN)?;
                 w.str(path);
@@ -267,6 +275,7 @@ impl Frame {
                 path: r.str("read_file.path", MAX_PATH_LEN)?,
             },
             Kind::PowerOff => Self::PowerOff,
+            Kind::Setup => Self::Setup(SetupRequest::decode(&mut r)?),
             Kind::StdinData => Self::StdinData(r.rest()),
             Kind::StdinClose => Self::StdinClose,
             Kind::Resize => Self::Resize(WindowSize::decode(&mut r)?),

@@ -36,3 +36,12 @@ pub const MAX_SIGNAL: i32 = 64;
 
 /// Highest permission bits a write-file request may set (`0o7777`).
 pub const MAX_MODE: u32 = 0o7777;
+
+/// Most supplementary groups of an exec request.
+pub const MAX_GROUPS: usize = 64;
+
+/// Most mounts of a set-up request.
+pub const MAX_MOUNTS: usize = 64;
+
+/// Most bytes of a host name (Linux's `HOST_NAME_MAX`).
+pub const MAX_HOSTNAME_LEN: usize = 64;

@@ -17,6 +17,28 @@ fn all_frames() -> Vec<Frame> {
             tty: Some(WindowSize { rows: 24, cols: 80 }),
             timeout_ms: Some(u64::MAX),
             stdin: true,
+            root: Some("/run/container".into()),
+            groups: vec![0, 10, 65534],
+        }),
+        Frame::Setup(SetupRequest::default()),
+        Frame::Setup(SetupRequest {
+            mounts: vec![
+                MountRequest {
+                    source: "rootfs".into(),
+                    target: "/run/container".into(),
+                    fstype: "virtiofs".into(),
+                    flags: 1,
+                    data: String::new(),
+                },
+                MountRequest {
+                    source: "tmpfs".into(),
+                    target: "/run/container/dev".into(),
+                    fstype: "tmpfs".into(),
+                    flags: 2 | 4,
+                    data: "mode=755,size=65536k".into(),
+                },
+            ],
+            hostname: Some("box".into()),
         }),
         Frame::WriteFile(WriteFileRequest {
             path: "/etc/x".into(),
@@ -410,10 +432,10 @@ fn rejects_file_sizes_and_modes_past_the_limits() {
 
 #[test]
 fn rejects_bad_booleans_signals_and_exit_statuses() {
-    // stdin flag 2 at the end of an exec payload.
+    // stdin flag 2 (before the root option's tag and the group count).
     let mut p = exec_payload(|_| {});
     let n = p.len();
-    p[n - 1] = 2;
+    p[n - 6] = 2;
     assert!(matches!(
         invalid(&frame(Kind::Exec as u8, &p)),
         FrameError::InvalidValue {
@@ -493,4 +515,35 @@ fn never_panics_on_short_random_inputs() {
         let _ = Frame::decode(kind, &bytes);
         let _ = read(&frame(kind, &bytes));
     }
+}
+
+#[test]
+fn setup_rejects_relative_targets_and_long_host_names() {
+    let relative = SetupRequest {
+        mounts: vec![MountRequest {
+            target: "proc".into(),
+            ..MountRequest::default()
+        }],
+        hostname: None,
+    };
+    assert!(Frame::Setup(relative).encode().is_err());
+    let long = SetupRequest {
+        mounts: vec![],
+        hostname: Some("h".repeat(MAX_HOSTNAME_LEN + 1)),
+    };
+    assert!(Frame::Setup(long).encode().is_err());
+    // A relative target on the wire is refused by the decoder too.
+    let mut p = 1u32.to_le_bytes().to_vec();
+    for s in ["src", "rel", ""] {
+        p.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        p.extend_from_slice(s.as_bytes());
+    }
+    p.extend_from_slice(&0u64.to_le_bytes());
+    p.extend_from_slice(&0u32.to_le_bytes());
+    p.push(0);
+    let e = invalid(&frame(Kind::Setup as u8, &p));
+    assert!(matches!(e, FrameError::InvalidValue { .. }));
+    // Too many groups.
+    let req = ExecRequest::new(["id"]).groups(vec![0; MAX_GROUPS + 1]);
+    assert!(Frame::Exec(req).encode().is_err());
 }

@@ -3,7 +3,7 @@
 
 use crate::codec::{check_len, check_str, check_value, FrameError, Reader, Writer};
 use crate::limits::{
-    MAX_ARGS, MAX_ARG_LEN, MAX_ENV, MAX_FILE_SIZE, MAX_MODE, MAX_PATH_LEN, MAX_SIGNAL,
+    MAX_ARGS, MAX_ARG_LEN, MAX_ENV, MAX_FILE_SIZE, MAX_GROUPS, MAX_MODE, MAX_PATH_LEN, MAX_SIGNAL,
     MAX_VERSION_LEN,
 };
 use std::fmt;
@@ -83,6 +83,13 @@ pub struct ExecRequest {
     /// Whether the host streams stdin (stdin-data frames, then stdin-close); when
     /// false the command's stdin is `/dev/null`.
     pub stdin: bool,
+    /// A directory (a mount point) that becomes the command's root: the command runs
+    /// in its own mount namespace with this mount moved onto `/` (as `switch_root`
+    /// does), and `argv[0]` is looked up inside it. `None`: the agent's root.
+    pub root: Option<String>,
+    /// The supplementary groups when a user is set (at most [`MAX_GROUPS`]); empty
+    /// means `[gid]`.
+    pub groups: Vec<u32>,
 }
 
 impl ExecRequest {
@@ -136,6 +143,18 @@ impl ExecRequest {
         self
     }
 
+    /// Runs in the mount `root`, moved onto `/` in a mount namespace of its own.
+    pub fn root(mut self, root: impl Into<String>) -> Self {
+        self.root = Some(root.into());
+        self
+    }
+
+    /// Sets the supplementary groups (used when a user is set).
+    pub fn groups(mut self, groups: Vec<u32>) -> Self {
+        self.groups = groups;
+        self
+    }
+
     /// Checks every limit and value rule, as the decoder does.
     pub fn validate(&self) -> Result<(), FrameError> {
         check_len("exec.argv", self.argv.len(), MAX_ARGS)?;
@@ -151,7 +170,10 @@ impl ExecRequest {
         if let Some(cwd) = &self.cwd {
             check_str("exec.cwd", cwd, MAX_PATH_LEN)?;
         }
-        Ok(())
+        if let Some(root) = &self.root {
+            check_str("exec.root", root, MAX_PATH_LEN)?;
+        }
+        check_len("exec.groups", self.groups.len(), MAX_GROUPS)
     }
 
     pub(crate) fn encode(&self, w: &mut Writer<'_>) -> Result<(), FrameError> {
@@ -184,6 +206,14 @@ impl ExecRequest {
             w.u64(t);
         }
         w.bool(self.stdin);
+        w.bool(self.root.is_some());
+        if let Some(root) = &self.root {
+            w.str(root);
+        }
+        w.u32(self.groups.len() as u32);
+        for g in &self.groups {
+            w.u32(*g);
+        }
         Ok(())
     }
 
@@ -222,6 +252,15 @@ impl ExecRequest {
             false => None,
         };
         let stdin = r.bool("exec.stdin")?;
+        let root = match r.bool("exec.root?")? {
+            true => Some(r.str("exec.root", MAX_PATH_LEN)?),
+            false => None,
+        };
+        let n = r.count("exec.groups", MAX_GROUPS)?;
+        let mut groups = Vec::with_capacity(n);
+        for _ in 0..n {
+            groups.push(r.u32("exec.groups[]")?);
+        }
         Ok(Self {
             argv,
             env,
@@ -231,6 +270,8 @@ impl ExecRequest {
             tty,
             timeout_ms,
             stdin,
+            root,
+            groups,
         })
     }
 }

@@ -1,5 +1,5 @@
 //! minivmm's guest agent: serves the host's requests (run a command, write or read a
-//! file, report its version, power off) over vsock, one request per connection, with
+//! file, make a container's mounts, report its version, power off) over vsock, one request per connection, with
 //! the protocol of the `agent-proto` crate (`docs/agent-protocol.md`).
 //!
 //! The server ([`serve`]) is generic over its [`Listener`], so host tests run it on a
@@ -14,6 +14,7 @@ pub mod logger;
 pub mod pty;
 pub mod reaper;
 mod server;
+mod setup;
 pub mod spawn;
 pub mod vsock;
 

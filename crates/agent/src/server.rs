@@ -146,6 +146,7 @@ pub fn handle(mut stream: UnixStream, config: &ServerConfig) {
         Frame::Exec(req) => exec::run(stream, writer, req),
         Frame::WriteFile(req) => files::write_file(stream, writer, req),
         Frame::ReadFile { path } => files::read_file(stream, writer, &path),
+        Frame::Setup(req) => crate::setup::run(stream, writer, req),
         Frame::PowerOff => power_off(stream, writer, config),
         other => {
             writer.error(

@@ -68,7 +68,7 @@ pub struct Spawned {
     pub pty: Option<OwnedFd>,
 }
 
-const STEPS: [&str; 10] = [
+const STEPS: [&str; 16] = [
     "sigprocmask",
     "setsid",
     "TIOCSCTTY",
@@ -79,11 +79,20 @@ const STEPS: [&str; 10] = [
     "setuid",
     "chdir",
     "execve",
+    "unshare(CLONE_NEWNS)",
+    "making mounts private",
+    "chdir to the root",
+    "moving the root onto /",
+    "chroot",
+    "chdir /",
 ];
 
 /// Everything the child uses, prepared before the fork.
 struct Plan {
-    path: CString,
+    /// The programs to try in order (one, or one per `PATH` directory in a root).
+    paths: Vec<CString>,
+    root: Option<CString>,
+    groups: Vec<libc::gid_t>,
     _argv: Vec<CString>,
     argv_ptrs: Vec<*const libc::c_char>,
     _envp: Vec<CString>,
@@ -122,6 +131,23 @@ pub fn resolve(argv0: &str, path_var: &str) -> Option<PathBuf> {
     })
 }
 
+/// The paths `execve` tries for `argv0` in a root: itself when it holds a `/`, else
+/// `DIR/argv0` for each directory of `path_var`.
+fn candidates(argv0: &str, path_var: &str) -> Vec<CString> {
+    if argv0.contains('/') {
+        return vec![cstring(argv0)];
+    }
+    path_var
+        .split(':')
+        .map(|dir| {
+            cstring(&format!(
+                "{}/{argv0}",
+                if dir.is_empty() { "." } else { dir }
+            ))
+        })
+        .collect()
+}
+
 /// A close-on-exec pipe: (read end, write end).
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
@@ -150,7 +176,16 @@ pub fn spawn(req: &ExecRequest) -> Result<Spawned, SpawnError> {
         .find(|(k, _)| k == "PATH")
         .map_or(DEFAULT_PATH, |(_, v)| v.as_str());
     let argv0 = req.argv.first().map_or("", String::as_str);
-    let program = resolve(argv0, path_var).ok_or_else(|| SpawnError::NotFound(argv0.into()))?;
+    let paths = match &req.root {
+        // The lookup happens in the child, after the root moved onto `/`: a link in
+        // the root's PATH resolves inside it.
+        Some(_) => candidates(argv0, path_var),
+        None => {
+            let program =
+                resolve(argv0, path_var).ok_or_else(|| SpawnError::NotFound(argv0.into()))?;
+            vec![cstring(&program.to_string_lossy())]
+        }
+    };
 
     let argv: Vec<CString> = req.argv.iter().map(|a| cstring(a)).collect();
     let mut envp: Vec<CString> = req
@@ -197,8 +232,15 @@ pub fn spawn(req: &ExecRequest) -> Result<Spawned, SpawnError> {
         .map(|(r, w)| (File::from(r), w))
         .map_err(SpawnError::Pipe)?;
 
+    let groups = match (req.gid, req.groups.is_empty()) {
+        (_, false) => req.groups.clone(),
+        (Some(gid), true) => vec![gid],
+        (None, true) => Vec::new(),
+    };
     let plan = Plan {
-        path: cstring(&program.to_string_lossy()),
+        paths,
+        root: req.root.as_deref().map(cstring),
+        groups,
         argv_ptrs: pointers(&argv),
         _argv: argv,
         envp_ptrs: pointers(&envp),
@@ -304,12 +346,14 @@ fn child(plan: &Plan) -> ! {
                 fail(4);
             }
         }
-        if plan.uid.is_some() || plan.gid.is_some() {
-            let groups: [libc::gid_t; 1] = [plan.gid.unwrap_or(0)];
-            let n = usize::from(plan.gid.is_some());
-            if libc::setgroups(n as _, groups.as_ptr()) != 0 {
-                fail(5);
+        if let Some(root) = &plan.root {
+            if let Err(step) = enter_root(root) {
+                fail(step);
             }
+        }
+        let user_set = plan.uid.is_some() || plan.gid.is_some();
+        if user_set && libc::setgroups(plan.groups.len() as _, plan.groups.as_ptr()) != 0 {
+            fail(5);
         }
         if let Some(gid) = plan.gid {
             if libc::setgid(gid) != 0 {
@@ -326,11 +370,62 @@ fn child(plan: &Plan) -> ! {
                 fail(8);
             }
         }
-        libc::execve(
-            plan.path.as_ptr(),
-            plan.argv_ptrs.as_ptr(),
-            plan.envp_ptrs.as_ptr(),
-        );
+        // Like execvp: a missing or unusable candidate moves on to the next; the
+        // last error is the one reported.
+        for path in &plan.paths {
+            libc::execve(
+                path.as_ptr(),
+                plan.argv_ptrs.as_ptr(),
+                plan.envp_ptrs.as_ptr(),
+            );
+        }
         fail(9)
     }
+}
+
+/// Moves the mount `root` onto `/` in a mount namespace of the child's own, as
+/// `switch_root` does (pivot_root cannot leave an initramfs), and enters it.
+/// Returns the index in [`STEPS`] of a failed step, errno still set.
+///
+/// # Safety
+/// Only between fork and exec: async-signal-safe calls only.
+unsafe fn enter_root(root: &CString) -> Result<(), u8> {
+    let fail = Err;
+    // SAFETY: plain system calls on NUL-terminated strings that outlive them.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            return fail(10);
+        }
+        let private = (libc::MS_REC | libc::MS_PRIVATE) as libc::c_ulong;
+        if libc::mount(
+            c"".as_ptr(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            private,
+            std::ptr::null(),
+        ) != 0
+        {
+            return fail(11);
+        }
+        if libc::chdir(root.as_ptr()) != 0 {
+            return fail(12);
+        }
+        if libc::mount(
+            c".".as_ptr(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_MOVE,
+            std::ptr::null(),
+        ) != 0
+        {
+            return fail(13);
+        }
+        if libc::chroot(c".".as_ptr()) != 0 {
+            return fail(14);
+        }
+        if libc::chdir(c"/".as_ptr()) != 0 {
+            return fail(15);
+        }
+    }
+    Ok(())
 }

@@ -88,9 +88,22 @@ pub struct ContainerPlan {
     pub mem_mib: u64,
     /// vCPUs.
     pub vcpus: u32,
-    /// The network namespace to create the tap in (`linux.namespaces`, type network,
-    /// with a path); `None`: no network interface.
-    pub netns: Option<PathBuf>,
+    /// Where the container's network interface (a tap) lives.
+    pub network: Network,
+}
+
+/// The container's network, from `linux.namespaces`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Network {
+    /// No network namespace entry (the host's network, as `--net-host` asks): the
+    /// VM gets no interface, since it cannot share the host's.
+    None,
+    /// A new network namespace: the VMM creates it and its tap in it; CNI (or the
+    /// user) adds the container's interface to `/proc/PID/ns/net` after `create`.
+    New,
+    /// The network namespace at this path (Kubernetes' pod sandbox): the tap is
+    /// created in it.
+    Join(PathBuf),
 }
 
 /// What this host allows: memory and CPUs a VM may have.
@@ -176,7 +189,7 @@ pub fn plan(bundle: &Path, spec: &Spec, host: HostLimits) -> Result<ContainerPla
         mounts,
         mem_mib,
         vcpus,
-        netns: netns(spec)?,
+        network: network(spec)?,
     })
 }
 
@@ -320,19 +333,19 @@ fn sizes(spec: &Spec, host: HostLimits) -> Result<(u64, u32), OciError> {
     Ok((mem_mib, vcpus.max(1)))
 }
 
-/// The network namespace's path, if the spec joins one.
-fn netns(spec: &Spec) -> Result<Option<PathBuf>, OciError> {
+/// The network namespace the spec asks for.
+fn network(spec: &Spec) -> Result<Network, OciError> {
     let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
     let Some(ns) = namespaces
         .into_iter()
         .flatten()
         .find(|n| n.typ() == LinuxNamespaceType::Network)
     else {
-        return Ok(None);
+        return Ok(Network::None);
     };
     match ns.path() {
-        None => Ok(None),
-        Some(p) if p.exists() => Ok(Some(p.clone())),
+        None => Ok(Network::New),
+        Some(p) if p.exists() => Ok(Network::Join(p.clone())),
         Some(p) => Err(OciError::Field(
             "linux.namespaces",
             format!("network namespace {} does not exist", p.display()),

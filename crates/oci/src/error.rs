@@ -30,4 +30,16 @@ pub enum OciError {
     /// The state directory or a container's state file cannot be read or written.
     #[error("state {0}: {1}")]
     State(PathBuf, String),
+    /// The runtime's own configuration (kernel, initramfs) is missing or unusable.
+    #[error("runtime configuration {0}: {1}")]
+    Runtime(PathBuf, String),
+    /// A signal name or number `kill` does not know.
+    #[error("unknown signal '{0}'")]
+    BadSignal(String),
+    /// Starting, signalling or stopping the container's VMM process failed.
+    #[error("{0}: {1}")]
+    Process(&'static str, String),
+    /// The container's VM failed (boot, agent, set-up).
+    #[error("container VM: {0}")]
+    Vm(String),
 }

@@ -103,14 +103,18 @@ impl Record {
     }
 }
 
-/// Whether process `pid` exists (a zombie child counts until it is reaped).
+/// Whether process `pid` exists and has not exited (a zombie waiting for the shim
+/// to reap it has stopped).
 pub fn process_alive(pid: i32) -> bool {
     if pid <= 0 {
         return false;
     }
-    // SAFETY: signal 0 only checks that the process exists; nothing is delivered.
-    let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
 }
 
 /// Checks a container ID as runc does: 1 to [`ID_MAX`] of letters, digits, `_+-.`,

@@ -86,7 +86,7 @@ fn a_runc_style_bundle_becomes_a_plan() {
     assert_eq!(p.hostname.as_deref(), Some("box"));
     assert_eq!(p.mem_mib, 128 + GUEST_OVERHEAD_MIB);
     assert_eq!(p.vcpus, 2, "1.5 CPUs of quota round up");
-    assert_eq!(p.netns.as_deref(), Some(Path::new("/proc/self/ns/net")));
+    assert_eq!(p.network, Network::Join("/proc/self/ns/net".into()));
     assert_eq!(p.mounts.len(), 3);
     assert!(matches!(&p.mounts[0], MountPlan::Guest { fstype, .. } if fstype == "proc"));
     assert_eq!(
@@ -109,7 +109,7 @@ fn defaults_when_resources_and_namespaces_are_absent() {
     })
     .unwrap();
     assert_eq!((p.mem_mib, p.vcpus), (DEFAULT_MEM_MIB, 1));
-    assert!(p.netns.is_none() && p.hostname.is_none() && p.mounts.is_empty());
+    assert!(p.network == Network::None && p.hostname.is_none() && p.mounts.is_empty());
     // A quota of more CPUs than the host has gets the host's.
     let p = bundle(&s, |c| {
         c["linux"]["resources"]["cpu"]["quota"] = 10_000_000.into()

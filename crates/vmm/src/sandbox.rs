@@ -5,8 +5,8 @@
 //! when the VM is gone, [`SandboxError::StreamClosed`] when it still runs.
 
 pub use agent_client::{
-    AgentClient, ClientError, ExecOutput, ExecRequest, ExecStdin, ExitStatus, Exited, OutputReader,
-    SessionControl, Version,
+    AgentClient, ClientError, ExecOutput, ExecRequest, ExecStdin, ExitStatus, Exited, MountRequest,
+    OutputReader, SessionControl, SetupRequest, Version,
 };
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -162,6 +162,11 @@ impl Sandbox {
     /// Reads the guest file `path`.
     pub fn read_file(&self, path: &str) -> Result<Vec<u8>, SandboxError> {
         self.client.read_file(path).map_err(|e| self.live.map(e))
+    }
+
+    /// Makes mounts in the guest and sets its host name (a container's root).
+    pub fn setup(&self, req: &SetupRequest) -> Result<(), SandboxError> {
+        self.client.setup(req).map_err(|e| self.live.map(e))
     }
 
     /// Asks the agent to sync and power the guest off.

@@ -34,6 +34,16 @@ impl Agent {
     /// Starts the agent (power-off refused: it runs as root on the host) and waits
     /// until it answers.
     pub fn start() -> Agent {
+        Self::start_with(&[])
+    }
+
+    /// Starts the agent through `unshare(1)` with `namespaces` (`--mount`, `--uts`...),
+    /// so that what a set-up request mounts or names stays in them.
+    pub fn start_unshared(namespaces: &[&str]) -> Agent {
+        Self::start_with(namespaces)
+    }
+
+    fn start_with(namespaces: &[&str]) -> Agent {
         let dir = scratch("t");
         let sock = dir.join("agent.sock");
         // MINIVMM_AGENT_BIN runs the suite against another build (the static one).
@@ -41,7 +51,17 @@ impl Agent {
             || PathBuf::from(env!("CARGO_BIN_EXE_minivmm-agent")),
             PathBuf::from,
         );
-        let child = Command::new(bin)
+        let mut cmd = match namespaces.is_empty() {
+            true => Command::new(bin),
+            false => {
+                let mut c = Command::new("unshare");
+                c.args(namespaces)
+                    .args(["--propagation", "private", "--"])
+                    .arg(bin);
+                c
+            }
+        };
+        let child = cmd
             .arg("--unix")
             .arg(&sock)
             .args(["--no-power-off", "--log-level", "warn"])
