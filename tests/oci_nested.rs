@@ -3,9 +3,10 @@
 //! image's containers with `ctr run --runc-binary /bin/minivmm-oci`, each in its own
 //! L2 microVM (tests/nested/oci-scenario.sh). One L1 boot checks: output and exit
 //! status, `ctr task kill`, the process's view (its own kernel, env, cwd, memory limit
-//! and CPU quota as the VM's size, a read-only bind mount, /dev), writes landing in
-//! the snapshot, a CNI-style network namespace whose address the guest takes over,
-//! and nothing left behind.
+//! and CPU quota as the VM's size, a read-only bind mount, /dev), a terminal, writes
+//! landing in the snapshot, two containers at once, a CNI-style network namespace
+//! whose address the guest takes over (given back at the end, and by `delete` after a
+//! SIGKILL), and nothing left behind.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap fails the test
 
 mod common;
@@ -86,6 +87,13 @@ fn containerd_runs_containers_in_microvms() {
         "{out}"
     );
 
+    // ctr run -t: the shim's console socket gets the terminal; the process names its
+    // own in the container's /dev/pts.
+    let tty = section(&log, "oci-tty");
+    assert_eq!(tty.rc, 0, "{}", tty.output);
+    assert!(tty.output.contains("/dev/pts/0"), "{}", tty.output);
+    assert!(tty.output.contains("tty-ok"), "{}", tty.output);
+
     // ctr task kill: SIGTERM reached sleep in the guest; ctr run reports 128+15.
     let sleeping = line(&log, "OCI: c-sleep running pid=");
     assert!(
@@ -107,6 +115,18 @@ fn containerd_runs_containers_in_microvms() {
         "{snap}"
     );
 
+    // Two at once, each its own VMM process; SIGKILL ends each: 128+9.
+    let two = line(&log, "OCI: two running pids=");
+    let pids: Vec<&str> = value(two, "pids=").split(',').collect();
+    assert!(pids.len() == 2 && pids[0] != pids[1], "{two}");
+    assert!(
+        two.contains("alive=both") && two.contains("c-a:RUNNING c-b:RUNNING"),
+        "{two}"
+    );
+    let exits = line(&log, "OCI: two exits");
+    assert!(exits.contains("a=137 b=137"), "{exits}");
+    assert!(exits.contains("a-up") && exits.contains("b-up"), "{exits}");
+
     // A CNI-style namespace: the veth's address moved to the guest's eth0 (it pings
     // L1 and L1 pings it), and given back to the veth when the container ended.
     let net = section(&log, "oci-net");
@@ -124,6 +144,16 @@ fn containerd_runs_containers_in_microvms() {
     assert_eq!(
         after, "OCI: cni netns after: links=lo,eth0, 10.88.0.2/24 default via 10.88.0.1 dev eth0 ",
         "the namespace is not as CNI left it"
+    );
+    // Its VMM process killed while the address was in the guest: delete gave it back.
+    let running = line(&log, "OCI: cni netns while running:");
+    assert_eq!(
+        running, "OCI: cni netns while running: |3",
+        "the address stayed on the veth"
+    );
+    assert_eq!(
+        line(&log, "OCI: cni netns after kill:"),
+        "OCI: cni netns after kill: rc=137 links=lo,eth0, 10.88.0.2/24 default via 10.88.0.1 dev eth0 "
     );
 
     let left = line(&log, "OCI: left ");

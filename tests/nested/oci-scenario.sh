@@ -37,6 +37,10 @@ section oci-inside oci_run --rm --env FOO=bar --cwd /bin --memory-limit 13421772
     --mount type=bind,src=/tmp/hostdir,dst=/host,options=rbind:ro "$IMAGE" c-inside \
     sh -c 'echo "kernel $(busybox uname -r)"; echo "foo=$FOO cwd=$(pwd)"; busybox grep MemTotal /proc/meminfo; echo "cpus $(busybox nproc)"; cat /host/from-l1; echo x > /host/new 2>/dev/null || echo "bind read-only"; busybox ls /dev; echo "ifaces $(busybox ls /sys/class/net | busybox tr "\n" " ")"; id'
 
+# A terminal: ctr needs one itself (util-linux script gives it one); the container's
+# process names its terminal in its own /dev/pts.
+section oci-tty script -qec "timeout 240 ctr run -t --rm --snapshotter native --runc-binary $RUNTIME $IMAGE c-tty sh -c 'busybox tty; echo tty-ok'" /dev/null
+
 # kill: a sleeping container stopped by `ctr task kill` (SIGTERM in the guest).
 oci_run --rm "$IMAGE" c-sleep sleep 600 > /tmp/sleep.out 2>&1 &
 sleeper=$!
@@ -57,6 +61,20 @@ ctr container rm c-write
 for _ in $(seq 1 100); do [ -e "$f" ] || break; sleep 0.2; done
 echo "OCI: after rm snapshots=$(ctr snapshots --snapshotter native ls | grep -c c-write) snapshot-file-left=$([ -e "$f" ] && echo yes || echo no)"
 
+# Two containers at once, each its own microVM, started together.
+oci_run --rm "$IMAGE" c-a sh -c 'echo a-up; sleep 600' > /tmp/a.out 2>&1 &
+a=$!
+oci_run --rm "$IMAGE" c-b sh -c 'echo b-up; sleep 600' > /tmp/b.out 2>&1 &
+b=$!
+if wait_state c-a RUNNING && wait_state c-b RUNNING; then
+    pa=$(task_pid c-a); pb=$(task_pid c-b)
+    echo "OCI: two running pids=$pa,$pb alive=$([ -d /proc/$pa ] && [ -d /proc/$pb ] && echo both) ls=$(ctr task ls | awk 'NR > 1 {print $1 ":" $3}' | sort | tr '\n' ' ')"
+fi
+ctr task kill -s SIGKILL c-a
+ctr task kill -s SIGKILL c-b
+wait "$a"; ra=$?
+wait "$b"; rb=$?
+echo "OCI: two exits a=$ra b=$rb out=$(cat /tmp/a.out /tmp/b.out | tr '\n' ' ')"
 
 # A network namespace as a CNI plugin leaves it: a veth with an address and a
 # default route. minivmm-oci moves the address to the guest's eth0 at start.
@@ -80,6 +98,16 @@ echo "=== BEGIN oci-net"
 cat /tmp/net.out
 echo "=== END oci-net rc=$nrc"
 echo "OCI: cni netns after: links=$(ip2 -n cni-test -o link | awk -F': ' '{print $2}' | cut -d@ -f1 | tr '\n' ',') $(ip2 -n cni-test -4 -o addr show dev eth0 | awk '{print $4}') $(ip2 -n cni-test route | grep default)"
+
+# The same namespace, its VMM process killed (SIGKILL): delete gives the address back.
+oci_run --rm --with-ns network:/var/run/netns/cni-test "$IMAGE" c-net2 \
+    sh -c 'echo net2-up; busybox sleep 600' > /tmp/net2.out 2>&1 &
+n2=$!
+for _ in $(seq 1 600); do grep -q net2-up /tmp/net2.out 2>/dev/null && break; sleep 0.2; done
+echo "OCI: cni netns while running: $(ip2 -n cni-test -4 -o addr show dev eth0 | awk '{print $4}')|$(ip2 -n cni-test -o link | grep -c minivmm-br0)"
+ctr task kill -s SIGKILL c-net2
+wait "$n2"
+echo "OCI: cni netns after kill: rc=$? links=$(ip2 -n cni-test -o link | awk -F': ' '{print $2}' | cut -d@ -f1 | tr '\n' ',') $(ip2 -n cni-test -4 -o addr show dev eth0 | awk '{print $4}') $(ip2 -n cni-test route | grep default)"
 
 # Nothing left behind.
 sleep 1

@@ -11,7 +11,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 #[derive(Debug, thiserror::Error)]
 pub enum PtyError {
     /// `/dev/ptmx` could not be opened (is devpts mounted on /dev/pts?).
-    #[error("opening /dev/ptmx")]
+    #[error("opening ptmx")]
     OpenMaster(#[source] io::Error),
     /// unlockpt or TIOCGPTN failed.
     #[error("unlocking the pseudo-terminal")]
@@ -39,11 +39,14 @@ pub struct Pty {
 }
 
 impl Pty {
-    /// Opens a pair and sets its size.
-    pub fn open(size: WindowSize) -> Result<Pty, PtyError> {
+    /// Opens a pair from the devpts file system at `pts` (its `ptmx` and its
+    /// numbered slaves) and sets its size.
+    pub fn open(size: WindowSize, pts: &str) -> Result<Pty, PtyError> {
         let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
-        // SAFETY: the path is a NUL-terminated literal.
-        let fd = unsafe { libc::open(c"/dev/ptmx".as_ptr(), flags) };
+        let ptmx = CString::new(format!("{pts}/ptmx"))
+            .map_err(|_| PtyError::OpenMaster(io::Error::from(io::ErrorKind::InvalidInput)))?;
+        // SAFETY: the path is a NUL-terminated string that outlives the call.
+        let fd = unsafe { libc::open(ptmx.as_ptr(), flags) };
         if fd < 0 {
             return Err(PtyError::OpenMaster(io::Error::last_os_error()));
         }
@@ -58,7 +61,7 @@ impl Pty {
         if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN as _, &mut n) } != 0 {
             return Err(PtyError::Unlock(io::Error::last_os_error()));
         }
-        let path = format!("/dev/pts/{n}");
+        let path = format!("{pts}/{n}");
         let open_slave = |source| PtyError::OpenSlave {
             path: path.clone(),
             source,

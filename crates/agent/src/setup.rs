@@ -92,23 +92,14 @@ fn mount(m: &MountRequest) -> io::Result<()> {
     // Read-only bind mounts need a remount: the kernel ignores MS_RDONLY on MS_BIND.
     let readonly_bind = m.flags & libc::MS_BIND != 0 && m.flags & libc::MS_RDONLY != 0;
     let flags = m.flags as libc::c_ulong;
-    // SAFETY: every pointer is a NUL-terminated string that outlives the call, or null.
-    if unsafe {
-        libc::mount(
-            source.as_ptr(),
-            target_c.as_ptr(),
-            fstype_ptr,
-            flags,
-            data_ptr,
-        )
-    } != 0
-    {
-        return Err(io::Error::last_os_error());
-    }
-    if readonly_bind {
-        let flags = flags | libc::MS_REMOUNT;
-        // SAFETY: as above.
-        if unsafe {
+    let passes: &[libc::c_ulong] = match readonly_bind {
+        true => &[flags, flags | libc::MS_REMOUNT],
+        false => &[flags],
+    };
+    for &flags in passes {
+        // SAFETY: every pointer is a NUL-terminated string that outlives the call, or
+        // null.
+        let r = unsafe {
             libc::mount(
                 source.as_ptr(),
                 target_c.as_ptr(),
@@ -116,8 +107,8 @@ fn mount(m: &MountRequest) -> io::Result<()> {
                 flags,
                 data_ptr,
             )
-        } != 0
-        {
+        };
+        if r != 0 {
             return Err(io::Error::last_os_error());
         }
     }

@@ -201,7 +201,15 @@ pub fn spawn(req: &ExecRequest) -> Result<Spawned, SpawnError> {
     let mut child_ends: Vec<OwnedFd> = Vec::new();
     let (fds, stdin, stdout, stderr, pty) = match req.tty {
         Some(size) => {
-            let pty = Pty::open(size)?;
+            // In a root of its own, the terminal comes from the root's devpts (a
+            // container's /dev/pts instance), so the command can name it there.
+            let pts = req
+                .root
+                .as_deref()
+                .map(|r| format!("{r}/dev/pts"))
+                .filter(|p| Path::new(&format!("{p}/ptmx")).exists())
+                .unwrap_or_else(|| "/dev/pts".into());
+            let pty = Pty::open(size, &pts)?;
             let slave = pty.slave.as_raw_fd();
             let stdin = match req.stdin {
                 true => Some(File::from(

@@ -45,6 +45,13 @@ fn a_command_runs_in_its_root_with_the_set_up_mounts_host_name_and_user() {
             mount("proc", &format!("{r}/proc"), "proc", 0, ""),
             mount("tmpfs", &format!("{r}/run"), "tmpfs", 0, "mode=0755"),
             mount(
+                "devpts",
+                &format!("{r}/dev/pts"),
+                "devpts",
+                0,
+                "newinstance,ptmxmode=0666,mode=620",
+            ),
+            mount(
                 agent.dir.to_str().unwrap(),
                 &format!("{r}/data"),
                 "",
@@ -93,6 +100,15 @@ fn a_command_runs_in_its_root_with_the_set_up_mounts_host_name_and_user() {
         .exec(&ExecRequest::new([busybox(), "test", "-d", r]))
         .unwrap();
     assert!(out.status.success());
+    // A terminal comes from the root's own devpts: the command can name it there.
+    let tty = ExecRequest::new(["busybox", "tty"])
+        .env("PATH", "/bin")
+        .root(r)
+        .tty(24, 80);
+    let out = c.exec(&tty).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(text.trim(), "/dev/pts/0");
     // A program the root lacks is an error, not a lookup on the agent's side.
     let missing = ExecRequest::new(["busybox-not-there"]).root(r);
     assert!(matches!(c.exec(&missing), Err(ClientError::Remote { .. })));

@@ -104,7 +104,14 @@ fn spawn_keeper(
         .arg("--ready-fd")
         .arg(ready_w.as_raw_fd().to_string());
     if let Some(s) = &a.console_socket {
-        cmd.arg("--console-socket").arg(s);
+        // With a terminal the container's streams are the pseudo-terminal. The shim
+        // reads create's own stdout and stderr to their end: the VMM process must not
+        // hold them (it would until the container ends).
+        cmd.arg("--console-socket")
+            .arg(s)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
     }
     cmd.arg(&a.id);
     let mut child = cmd
@@ -123,7 +130,7 @@ fn spawn_keeper(
             "the VMM process",
             "exited before the container was created".into(),
         ),
-        false => OciError::Vm(answer),
+        false => OciError::Reported(answer),
     })
 }
 
@@ -250,6 +257,13 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), OciError> {
         let deadline = Instant::now() + SETTLE;
         while process_alive(pid) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    // A VMM process killed while it held the namespace's address: give it back.
+    let taken = state.dir(id).join(crate::netns::TAKEN_FILE);
+    if let Ok(text) = std::fs::read(&taken) {
+        if let Ok(t) = serde_json::from_slice::<crate::netns::Taken>(&text) {
+            crate::netns::restore_in(&t)?;
         }
     }
     match state.remove(id) {

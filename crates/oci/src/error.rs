@@ -42,4 +42,8 @@ pub enum OciError {
     /// The container's VM failed (boot, agent, set-up).
     #[error("container VM: {0}")]
     Vm(String),
+    /// The VMM process's own report of why it could not create the container (already
+    /// one of these errors, as text).
+    #[error("{0}")]
+    Reported(String),
 }

@@ -57,6 +57,10 @@ struct Created {
     adopted: Option<crate::netns::Adopted>,
     /// The VM has a tap in the container's network namespace.
     networked: bool,
+    /// The namespace's path when it outlives this process (joined, not made).
+    netns_path: Option<PathBuf>,
+    /// The container's state directory.
+    dir: PathBuf,
     sandbox: Sandbox,
     guest: GuestPlan,
     streams: HostStreams,
@@ -138,9 +142,16 @@ fn prepare(args: &KeeperArgs) -> Result<Created, OciError> {
     let vm_err = |what: &str, e: &dyn std::error::Error| {
         OciError::Vm(format!("{what}: {}", vmm::error_chain(e)))
     };
-    sandbox
-        .wait_for_agent(Duration::from_secs(config.boot_timeout_s))
-        .map_err(|e| vm_err("waiting for the guest agent", &e))?;
+    if let Err(e) = sandbox.wait_for_agent(Duration::from_secs(config.boot_timeout_s)) {
+        let mut msg = format!("waiting for the guest agent: {}", vmm::error_chain(&e));
+        if !vm.is_running() {
+            msg.push_str(&format!("; the VM stopped: {}", vm.wait().reason));
+        }
+        if let Some(last) = last_console_line(&dir.join(CONSOLE_LOG)) {
+            msg.push_str(&format!("; its console's last line: {last}"));
+        }
+        return Err(OciError::Vm(msg));
+    }
     sandbox
         .setup(&guest.setup)
         .map_err(|e| vm_err("setting up the container's mounts", &e))?;
@@ -154,12 +165,27 @@ fn prepare(args: &KeeperArgs) -> Result<Created, OciError> {
         vm,
         adopted: None,
         networked: plan.network != Network::None,
+        netns_path: match &plan.network {
+            Network::Join(p) => Some(p.clone()),
+            _ => None,
+        },
+        dir: dir.clone(),
         sandbox,
         guest,
         streams,
         fifo,
         state,
     })
+}
+
+/// The last non-empty line of the guest's console log.
+fn last_console_line(path: &Path) -> Option<String> {
+    let text = std::fs::read(path).ok()?;
+    let text = String::from_utf8_lossy(&text);
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.trim().chars().take(200).collect())
 }
 
 /// Moves this (still single-threaded) process into the container's network
@@ -258,8 +284,11 @@ impl Created {
         }
         let _ = self.vm.shutdown(Duration::from_millis(100));
         if let Some(a) = &self.adopted {
-            if let Err(e) = crate::netns::restore(a) {
-                log.warn(&format!("restoring {}: {e}", a.interface));
+            match crate::netns::restore(a) {
+                Ok(()) => {
+                    let _ = std::fs::remove_file(self.dir.join(crate::netns::TAKEN_FILE));
+                }
+                Err(e) => log.warn(&format!("restoring {}: {e}", a.interface)),
             }
         }
         if let Ok(mut record) = self.state.load(id) {
@@ -280,6 +309,16 @@ impl Created {
         };
         let script = adopted.guest_script();
         self.adopted = Some(adopted.clone());
+        if let Some(netns) = &self.netns_path {
+            // For delete, should this process be killed before it gives it back.
+            let taken = crate::netns::Taken {
+                netns: netns.clone(),
+                adopted: adopted.clone(),
+            };
+            if let Ok(text) = serde_json::to_vec(&taken) {
+                let _ = std::fs::write(self.dir.join(crate::netns::TAKEN_FILE), text);
+            }
+        }
         let out = self
             .sandbox
             .exec(&ExecRequest::new(["sh", "-c", script.as_str()]))

@@ -20,7 +20,7 @@ const SIOCBRADDIF: libc::c_ulong = 0x89a2;
 const SIOCBRDELBR: libc::c_ulong = 0x89a1;
 
 /// The IPv4 set-up of the container's interface, for the guest's eth0.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Adopted {
     /// The CNI interface that carried it.
     pub interface: String,
@@ -274,11 +274,51 @@ pub fn restore(adopted: &Adopted) -> Result<(), OciError> {
         rt.rt_dev = dev.as_ptr().cast_mut();
         // SAFETY: SIOCADDRT reads the rtentry and the device name, both alive here.
         if unsafe { ioctl_with_ref(&sock, libc::SIOCADDRT, &rt) } < 0 {
-            return Err(err(
-                "giving the default route back",
-                std::io::Error::last_os_error(),
-            ));
+            let e = std::io::Error::last_os_error();
+            // Already back (a second restore): fine.
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                return Err(err("giving the default route back", e));
+            }
         }
     }
     Ok(())
+}
+
+/// What `delete` needs to give a namespace back when the VMM process could not (it
+/// was killed): the namespace's path and what was taken.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Taken {
+    /// The network namespace (a path that outlives the VMM process).
+    pub netns: std::path::PathBuf,
+    /// What was moved to the guest.
+    pub adopted: Adopted,
+}
+
+/// The file in a container's state directory that holds a [`Taken`] until it is
+/// given back.
+pub const TAKEN_FILE: &str = "network.json";
+
+/// Gives `taken` back from a thread of its own that enters the namespace (this
+/// process's other threads stay where they are).
+pub fn restore_in(taken: &Taken) -> Result<(), OciError> {
+    let taken = taken.clone();
+    std::thread::spawn(move || -> Result<(), OciError> {
+        let ns = std::fs::File::open(&taken.netns)
+            .map_err(|e| err("opening the network namespace", e))?;
+        // SAFETY: the fd is open for the call; setns changes only this thread.
+        if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET) } != 0 {
+            return Err(err(
+                "entering the network namespace",
+                std::io::Error::last_os_error(),
+            ));
+        }
+        restore(&taken.adopted)
+    })
+    .join()
+    .unwrap_or_else(|_| {
+        Err(OciError::Process(
+            "restoring the network",
+            "the thread failed".into(),
+        ))
+    })
 }

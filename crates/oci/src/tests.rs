@@ -264,3 +264,131 @@ fn the_state_directory_keeps_records_across_processes() {
     assert!(matches!(dir.load("../x"), Err(OciError::BadId(_))));
     assert!(dir.ids().unwrap().is_empty());
 }
+
+#[test]
+fn the_guest_is_asked_for_the_root_mounts_devices_and_process() {
+    let s = Scratch::new("guest");
+    let p = bundle(&s, |_| {}).unwrap();
+    let g = guest::guest_plan(&p);
+    // The root share first (read-only as root.readonly asks), then one per bind mount.
+    assert_eq!(g.shares.len(), 2);
+    assert_eq!(
+        (g.shares[0].tag.as_str(), g.shares[0].read_only),
+        (guest::ROOT_TAG, true)
+    );
+    assert_eq!(g.shares[1].path, s.0.join("data"));
+    assert!(g.shares[1].read_only);
+    let m = &g.setup.mounts;
+    assert_eq!(
+        (m[0].source.as_str(), m[0].target.as_str()),
+        ("rootfs", "/container")
+    );
+    assert_eq!(
+        (m[0].fstype.as_str(), m[0].flags),
+        ("virtiofs", libc::MS_RDONLY)
+    );
+    assert_eq!(
+        (m[1].target.as_str(), m[1].fstype.as_str()),
+        ("/container/proc", "proc")
+    );
+    assert_eq!(m[2].target, "/container/dev");
+    assert_eq!(
+        (m[2].flags, m[2].data.as_str()),
+        (libc::MS_NOSUID, "mode=755")
+    );
+    // A tmpfs /dev gets the guest's device nodes bound in.
+    let nodes: Vec<&str> = m[3..9].iter().map(|n| n.target.as_str()).collect();
+    assert_eq!(
+        nodes,
+        ["null", "zero", "full", "random", "urandom", "tty"].map(|d| format!("/container/dev/{d}"))
+    );
+    assert!(m[3..9]
+        .iter()
+        .all(|n| n.flags == libc::MS_BIND && n.source.starts_with("/dev/")));
+    assert_eq!(
+        (m[9].source.as_str(), m[9].target.as_str()),
+        ("oci1", "/container/data")
+    );
+    assert_eq!(m[9].flags, libc::MS_RDONLY);
+    assert_eq!(g.setup.hostname.as_deref(), Some("box"));
+    let e = &g.exec;
+    assert_eq!(e.argv, ["sh", "-c", "echo hi"]);
+    assert_eq!(e.root.as_deref(), Some("/container"));
+    assert_eq!(
+        (e.uid, e.gid, e.groups.clone()),
+        (Some(1000), Some(100), vec![10])
+    );
+    assert_eq!(e.cwd.as_deref(), Some("/work"));
+    assert!(e.env.contains(&("TERM".into(), "xterm".into())));
+    assert!(e.stdin && e.tty.is_none());
+}
+
+#[test]
+fn mount_options_become_flags_and_data() {
+    let opts =
+        |o: &[&str]| guest::mount_options(&o.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    assert_eq!(
+        opts(&["ro", "nosuid", "nodev", "noexec"]),
+        (
+            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            String::new()
+        )
+    );
+    // Later options win; propagation and "defaults" are no flags; the rest is data.
+    assert_eq!(
+        opts(&["ro", "rw", "rprivate", "defaults", "mode=1777", "size=64k"]),
+        (0, "mode=1777,size=64k".into())
+    );
+    assert_eq!(opts(&["rbind"]).0, libc::MS_BIND | libc::MS_REC);
+}
+
+#[test]
+fn signals_by_number_and_name() {
+    use signals::parse_signal;
+    for (text, sig) in [
+        ("15", 15),
+        ("TERM", 15),
+        ("SIGTERM", 15),
+        ("sigkill", 9),
+        ("KILL", 9),
+        ("64", 64),
+        ("WINCH", 28),
+    ] {
+        assert_eq!(parse_signal(text).unwrap(), sig, "{text}");
+    }
+    for bad in ["0", "65", "-1", "SIGNOPE", ""] {
+        assert!(
+            matches!(parse_signal(bad), Err(OciError::BadSignal(_))),
+            "{bad}"
+        );
+    }
+    let forwarded = signals::forwarded();
+    assert!(forwarded.contains(&libc::SIGTERM) && forwarded.contains(&libc::SIGWINCH));
+    assert!(!forwarded.contains(&libc::SIGKILL) && !forwarded.contains(&libc::SIGSEGV));
+}
+
+#[test]
+fn the_runtime_configuration_is_installed_and_read_back() {
+    let s = Scratch::new("install");
+    let (k, i) = (s.0.join("k"), s.0.join("i"));
+    std::fs::write(&k, b"kernel").unwrap();
+    std::fs::write(&i, b"initrd").unwrap();
+    let dir = s.0.join("minivmm-oci.d");
+    let path = runtime_config::install(&k, &i, None, &dir).unwrap();
+    let c = runtime_config::RuntimeConfig::load(&path).unwrap();
+    assert_eq!(
+        (c.kernel, c.initrd),
+        (dir.join("kernel"), dir.join("initrd"))
+    );
+    assert_eq!(c.cmdline, runtime_config::DEFAULT_CMDLINE);
+    std::fs::write(&path, r#"{"kernel":"kernel","initrd":"missing"}"#).unwrap();
+    let e = runtime_config::RuntimeConfig::load(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("initrd") && e.contains("is not a file"), "{e}");
+    std::fs::write(&path, r#"{"kernel":"kernel","initrd":"initrd","extra":1}"#).unwrap();
+    assert!(runtime_config::RuntimeConfig::load(&path).is_err());
+    let empty = s.0.join("empty");
+    std::fs::write(&empty, b"").unwrap();
+    assert!(runtime_config::install(&empty, &i, None, &dir).is_err());
+}
