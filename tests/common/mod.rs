@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 pub mod nested_fs;
 pub mod nested_log;
+pub mod nested_sandbox;
 pub mod net;
 
 pub const MINIVMM: &str = env!("CARGO_BIN_EXE_minivmm");

@@ -194,18 +194,35 @@ set +e
 # base) and lockups in a vCPU thread's KVM_RUN, seen in about one CI run in three on
 # 2026-12-03's machines, with the code of several sessions.
 l1_stuck() { grep -qE "soft lockup - CPU#[0-9]+ stuck for ([1-9][0-9]{2,})s" "$output"; }
+# L1's /init writes its uptime to its second serial port (the file $beat) every 5 s.
+# An L1 whose kernel hung goes quiet there long before the limit: a CI run on
+# 2026-12-03 lost a whole 420 s boot of the stock-kernel scenario (30 s when it works)
+# whose L2 watchdog, due after 90 s, never printed: L1 itself had stopped. Quiet means
+# no beat for 90 s once beats came (an L1 without a second UART never beats, and
+# is left to the limit).
+beat="$output.beat"
+l1_silent() { [ -s "$beat" ] && [ $(( $(date +%s) - $(stat -c %Y "$beat") )) -ge 90 ]; }
+beat_age() { [ -s "$beat" ] && echo "$(( $(date +%s) - $(stat -c %Y "$beat") )) s ago" || echo never; }
 boots=${MINIVMM_L1_BOOTS:-3}
 for attempt in $(seq 1 "$boots"); do
+    rm -f "$beat"
+    booted=$(date +%s)
     timeout "$timeout_s" qemu-system-x86_64 -accel tcg -cpu EPYC -smp 2 -m 2048 \
-        -display none -monitor none -serial stdio -no-reboot \
+        -display none -monitor none -serial stdio -serial "file:$beat" -no-reboot \
         -kernel "$l1_dir/vmlinuz" -initrd "$stage.cpio" \
         -append "console=ttyS0 panic=-1 quiet loglevel=3" < /dev/null > "$output" 2>&1 &
     qemu=$!
     stuck=0
+    silent=0
     while kill -0 "$qemu" 2>/dev/null; do
         sleep 5
         if l1_stuck; then
             stuck=1
+            kill "$qemu" 2>/dev/null
+            break
+        fi
+        if l1_silent; then
+            silent=1
             kill "$qemu" 2>/dev/null
             break
         fi
@@ -219,8 +236,15 @@ for attempt in $(seq 1 "$boots"); do
         mv "$output" "$hung"
         continue
     fi
+    if [ "$silent" = 1 ] && [ "$last" = 0 ]; then
+        log "RETRY: L1's heartbeat stopped (last beat $(beat_age), $(( $(date +%s) - booted )) s after boot): its kernel hung (its output is kept in $hung); booting it again"
+        echo "harness: L1's heartbeat stopped (last beat $(beat_age)): its kernel hung" >> "$output"
+        mv "$output" "$hung"
+        continue
+    fi
     if [ "$rc" = 124 ] && [ "$last" = 0 ]; then
-        log "RETRY: L1 did not finish within ${timeout_s} s (its output is kept in $hung); booting it again"
+        log "RETRY: L1 did not finish within ${timeout_s} s, its heartbeat alive (last beat $(beat_age)): the scenario was too slow or an L2 stuck (its output is kept in $hung); booting it again"
+        echo "harness: L1 did not finish within ${timeout_s} s; its heartbeat was alive (last beat $(beat_age))" >> "$output"
         mv "$output" "$hung"
         continue
     fi
@@ -229,7 +253,13 @@ for attempt in $(seq 1 "$boots"); do
         mv "$output" "$hung"
         continue
     fi
-    [ "$stuck" = 1 ] && rc=124
+    if [ "$silent" = 1 ]; then
+        log "L1's heartbeat stopped (last beat $(beat_age)): its kernel hung"
+        echo "harness: L1's heartbeat stopped (last beat $(beat_age)): its kernel hung" >> "$output"
+    elif [ "$rc" = 124 ]; then
+        echo "harness: L1 did not finish within ${timeout_s} s; its heartbeat was alive (last beat $(beat_age))" >> "$output"
+    fi
+    { [ "$stuck" = 1 ] || [ "$silent" = 1 ]; } && rc=124
     break
 done
 set -e
