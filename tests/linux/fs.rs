@@ -6,11 +6,8 @@
 //! answers "error -8" (ENOEXEC) once it has read it, and panics for want of an init,
 //! which ends the VM (pvpanic). What a guest's user space does on a share is checked
 //! in the nested test (tests/nested.rs).
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap fails the test, as clippy.toml allows in unit tests
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(480);

@@ -4,11 +4,8 @@
 //! mount count), which stays clean for e2fsck. Read-only: it mounts read-only and the
 //! image's bytes do not change. Each boot is stopped (SIGTERM) once the root is mounted:
 //! the image has no init, and how a guest ends without one differs between hosts.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap fails the test, as clippy.toml allows in unit tests
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;

@@ -1,12 +1,9 @@
 //! A real Linux guest on this host's KVM configures its network by DHCP over
 //! virtio-net: kernel IP auto-configuration (`ip=dhcp`) against dnsmasq serving the
 //! tap inside a network namespace this test creates and removes.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap fails the test, as clippy.toml allows in unit tests
 
-mod common;
-
-use common::net::{TestNetns, TestTap};
-use common::*;
+use crate::common::net::{TestNetns, TestTap};
+use crate::common::*;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -47,7 +44,7 @@ fn linux_gets_its_address_by_dhcp_over_virtio_net() {
         }
     };
     let tap = TestTap::create(TAP, Some(&ns.name)).expect("tap in the namespace");
-    common::net::ip(
+    crate::common::net::ip(
         Some(&ns.name),
         &["addr", "add", "10.0.77.1/24", "dev", &tap.name],
     )

@@ -10,11 +10,8 @@
 //!
 //! The ELF boot is README's first command as written: no preset given, so minivmm
 //! picks the one this host needs and says so; the bzImage boot names it explicitly.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap fails the test, as clippy.toml allows in unit tests
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(480);
