@@ -7,8 +7,9 @@
 //! as it is; nothing outside the namespace changes.
 
 use crate::error::OciError;
+use devices::virtio::net::netif::{self, ifreq_for as ifreq};
 use std::net::Ipv4Addr;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use vmm_sys_util::ioctl::{ioctl_with_mut_ref, ioctl_with_ptr, ioctl_with_ref};
 
 /// The bridge joining the CNI interface and the tap.
@@ -52,30 +53,10 @@ fn err(what: &'static str, e: std::io::Error) -> OciError {
     OciError::Process(what, e.to_string())
 }
 
-fn ifreq(name: &str) -> libc::ifreq {
-    // SAFETY: ifreq is plain data (arrays and a union of integers); zero is valid.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in req
-        .ifr_name
-        .iter_mut()
-        .zip(name.bytes().take(libc::IFNAMSIZ - 1))
-    {
-        *d = s as libc::c_char;
-    }
-    req
-}
-
 fn socket() -> Result<OwnedFd, OciError> {
-    // SAFETY: socket has no memory effects; the fd is owned below.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(err("opening a socket", std::io::Error::last_os_error()));
-    }
-    // SAFETY: fd was just created and is owned by nothing else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    netif::control_socket().map_err(|e| err("opening a socket", e))
 }
 
-/// Runs an ifreq ioctl on `name`; returns the filled ifreq.
 fn if_ioctl(
     sock: &OwnedFd,
     req_code: libc::c_ulong,
@@ -208,13 +189,7 @@ fn bridge(sock: &OwnedFd, interface: &str, tap: &str, mtu: u32) -> Result<(), Oc
         }
     }
     for up in [BRIDGE, interface, tap] {
-        let flags = if_ioctl(sock, libc::SIOCGIFFLAGS, ifreq(up))
-            .map_err(|e| err("reading interface flags", e))?;
-        let mut set = ifreq(up);
-        // SAFETY: SIOCGIFFLAGS filled ifru_flags.
-        set.ifr_ifru.ifru_flags =
-            unsafe { flags.ifr_ifru.ifru_flags } | libc::IFF_UP as libc::c_short;
-        if_ioctl(sock, libc::SIOCSIFFLAGS, set).map_err(|e| err("bringing an interface up", e))?;
+        netif::set_up(sock, up, true).map_err(|e| err("bringing an interface up", e))?;
     }
     Ok(())
 }
@@ -234,13 +209,13 @@ fn sockaddr(addr: Ipv4Addr) -> libc::sockaddr {
 /// another container of the pod, finds them).
 pub fn restore(adopted: &Adopted) -> Result<(), OciError> {
     let sock = socket()?;
-    if let Ok(flags) = if_ioctl(&sock, libc::SIOCGIFFLAGS, ifreq(BRIDGE)) {
-        let mut down = ifreq(BRIDGE);
-        // SAFETY: SIOCGIFFLAGS filled ifru_flags.
-        down.ifr_ifru.ifru_flags =
-            unsafe { flags.ifr_ifru.ifru_flags } & !(libc::IFF_UP as libc::c_short);
-        if_ioctl(&sock, libc::SIOCSIFFLAGS, down)
-            .map_err(|e| err("bringing the bridge down", e))?;
+    // No bridge (ENODEV): the container ended before `start` made one.
+    let bridged = match netif::set_up(&sock, BRIDGE, false) {
+        Ok(()) => true,
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => false,
+        Err(e) => return Err(err("bringing the bridge down", e)),
+    };
+    if bridged {
         let name = std::ffi::CString::new(BRIDGE)
             .map_err(|_| err("naming the bridge", std::io::ErrorKind::InvalidInput.into()))?;
         // SAFETY: SIOCBRDELBR reads the NUL-terminated name, which lives for the call.

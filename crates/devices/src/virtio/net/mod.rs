@@ -10,6 +10,7 @@
 //! per notification, one write per frame, one interrupt per batch.
 
 pub mod backend;
+pub mod netif;
 pub mod rx;
 pub mod tap;
 pub mod tx;

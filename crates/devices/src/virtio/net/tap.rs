@@ -4,11 +4,12 @@
 //! created only when asked (and then disappears when minivmm closes it).
 
 use super::backend::NetBackend;
+use super::netif::{self, ifreq_for};
 use super::VNET_HDR_LEN;
 use ioctls::{TUNGETIFF, TUNSETIFF, TUNSETOFFLOAD, TUNSETVNETHDRSZ};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use vmm_sys_util::ioctl::{ioctl_with_mut_ref, ioctl_with_ref, ioctl_with_val};
@@ -68,15 +69,6 @@ pub struct Tap {
     file: File,
     name: String,
     created: bool,
-}
-
-fn ifreq_for(name: &str) -> libc::ifreq {
-    // SAFETY: ifreq is plain old data (arrays and a union of integers); zero is valid.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(name.as_bytes()) {
-        *dst = *src as libc::c_char;
-    }
-    req
 }
 
 /// True when `name` is a name the kernel takes for a network interface.
@@ -152,27 +144,8 @@ impl Tap {
     }
 
     fn link_up(&self) -> Result<(), TapError> {
-        let err = |e| TapError::LinkUp(self.name.clone(), e);
-        // SAFETY: socket() takes no pointers; the result is checked before use.
-        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-        if fd < 0 {
-            return Err(err(io::Error::last_os_error()));
-        }
-        // SAFETY: fd is a fresh socket that nothing else owns.
-        let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-        let mut req = ifreq_for(&self.name);
-        // SAFETY: SIOCGIFFLAGS fills the ifreq, which lives for the call.
-        if unsafe { ioctl_with_mut_ref(&sock, libc::SIOCGIFFLAGS, &mut req) } < 0 {
-            return Err(err(io::Error::last_os_error()));
-        }
-        // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
-        let flags = unsafe { req.ifr_ifru.ifru_flags };
-        req.ifr_ifru.ifru_flags = flags | libc::IFF_UP as i16;
-        // SAFETY: SIOCSIFFLAGS reads the ifreq, which lives for the call.
-        if unsafe { ioctl_with_ref(&sock, libc::SIOCSIFFLAGS, &req) } < 0 {
-            return Err(err(io::Error::last_os_error()));
-        }
-        Ok(())
+        let sock = netif::control_socket().map_err(|e| TapError::LinkUp(self.name.clone(), e))?;
+        netif::set_up(&sock, &self.name, true).map_err(|e| TapError::LinkUp(self.name.clone(), e))
     }
 
     /// The interface name.
