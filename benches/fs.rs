@@ -20,21 +20,13 @@ mod output;
 #[path = "shared/stats.rs"]
 mod stats;
 
+use common::nested_log::numbers;
 use common::{repo, scratch};
 use std::process::Command;
 
 /// The figures of `target` ("fs" or "blk") for `key`, one per round.
 fn figures(log: &str, target: &str, key: &str) -> Vec<f64> {
-    let prefix = format!("MINIVMM-GUEST: fs-bench {target} ");
-    log.lines()
-        .filter(|l| l.starts_with(&prefix))
-        .filter_map(|l| {
-            l.split_whitespace()
-                .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))?
-                .parse()
-                .ok()
-        })
-        .collect()
+    numbers(log, &format!("MINIVMM-GUEST: fs-bench {target} "), key)
 }
 
 fn main() {

@@ -16,21 +16,13 @@ mod common;
 #[path = "shared/stats.rs"]
 mod stats;
 
+use common::nested_log::numbers;
 use common::{repo, scratch};
 use std::process::Command;
 
 /// `key=` values of the "OCI-BENCH: WHAT runtime=RT" lines.
 fn figures(log: &str, what: &str, runtime: &str, key: &str) -> Vec<f64> {
-    let prefix = format!("OCI-BENCH: {what} runtime={runtime} ");
-    log.lines()
-        .filter(|l| l.starts_with(&prefix))
-        .filter_map(|l| {
-            l.split_whitespace()
-                .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))?
-                .parse()
-                .ok()
-        })
-        .collect()
+    numbers(log, &format!("OCI-BENCH: {what} runtime={runtime} "), key)
 }
 
 fn main() {

@@ -114,6 +114,20 @@ pub fn value<'a>(text: &'a str, key: &str) -> &'a str {
         .unwrap_or("")
 }
 
+/// The numbers after `key=` on the lines of `log` that start with `prefix`, in order
+/// (a line without one, or with one that is not a number, gives none).
+pub fn numbers(log: &str, prefix: &str, key: &str) -> Vec<f64> {
+    log.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
 /// The last `n` lines of `text`, for failure messages that CI logs cut in the middle.
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
