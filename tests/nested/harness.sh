@@ -188,11 +188,14 @@ set +e
 # An L1 that makes no progress within the limit, whose kernel panics before the
 # scenario ends (qemu then exits 0: -no-reboot), or whose kernel reports a CPU stuck
 # for 100 s or more (a soft lockup that does not clear: it is ended then, not at the
-# limit) is booted again, loudly, at most twice (MINIVMM_L1_BOOTS=N: N-1 times); its
-# output is kept beside OUTPUT.log (OUTPUT.log.hung, .hung2, ...). All three happen on TCG's emulated SVM while L1's KVM runs an L2: hangs,
-# kernel panics (a kernel stack overflow in its page-fault handler with a bad GS
-# base) and lockups in a vCPU thread's KVM_RUN, seen in about one CI run in three on
-# 2026-12-03's machines, with the code of several sessions.
+# limit) is booted again, loudly, at most three times (MINIVMM_L1_BOOTS=N: N-1
+# times), as many retries as the Rust side allows a run of any kind (run_harness);
+# its output is kept beside OUTPUT.log (OUTPUT.log.hung, .hung2, ...). All three
+# happen on TCG's emulated SVM while L1's KVM runs an L2: hangs, kernel panics (a
+# kernel stack overflow in its page-fault handler with a bad GS base) and lockups in a
+# vCPU thread's KVM_RUN, seen in about one CI run in three on 2026-12-03's machines;
+# on 2026-12-04's, hangs in 3 of the 8 L1 boots of one CI run's tests (each caught
+# by the heartbeat below), with the code of several sessions.
 l1_stuck() { grep -qE "soft lockup - CPU#[0-9]+ stuck for ([1-9][0-9]{2,})s" "$output"; }
 # L1's /init writes its uptime to its second serial port (the file $beat) every 5 s.
 # An L1 whose kernel hung goes quiet there long before the limit: a CI run on
@@ -203,7 +206,7 @@ l1_stuck() { grep -qE "soft lockup - CPU#[0-9]+ stuck for ([1-9][0-9]{2,})s" "$o
 beat="$output.beat"
 l1_silent() { [ -s "$beat" ] && [ $(( $(date +%s) - $(stat -c %Y "$beat") )) -ge 90 ]; }
 beat_age() { [ -s "$beat" ] && echo "$(( $(date +%s) - $(stat -c %Y "$beat") )) s ago" || echo never; }
-boots=${MINIVMM_L1_BOOTS:-3}
+boots=${MINIVMM_L1_BOOTS:-4}
 for attempt in $(seq 1 "$boots"); do
     rm -f "$beat"
     booted=$(date +%s)
