@@ -16,9 +16,9 @@
 # run_program NAME COMMAND...
 #                        the same for any program that runs an L2 (an example).
 # run_l2_shell NAME INPUT ARGS...
-#                        as run_l2, but waits for the guest's shell prompt (after
-#                        its "shell ready" line), then types each line of INPUT
-#                        into its console.
+#                        as run_l2 (retries too), but waits for the guest's shell
+#                        prompt (after its "shell ready" line), then types each
+#                        line of INPUT into its console.
 # bounded_start OUT CMD...  starts CMD (stdin /dev/null, output to OUT) in the
 #                        background, with a watchdog: after MINIVMM_L2_TIMEOUT
 #                        seconds (default 180) SIGTERM, and if CMD still runs 15 s
@@ -69,17 +69,28 @@ run_program() {
         rc=$?
         cat /tmp/l2.out
         echo "=== END $name rc=$rc"
-        if [ "$rc" != 0 ] && [ "$attempt" != 3 ] && grep -q "guest triple fault" /tmp/l2.out; then
-            last=$(grep '^\[' /tmp/l2.out | tail -n 1)
-            echo "=== RETRY $name: the L2 triple-faulted (rc=$rc) after: $last; running it once more"
-            continue
-        fi
-        if [ "$rc" != 0 ] && [ "$attempt" != 3 ] && grep -q "L1: timed out after" /tmp/l2.out; then
-            echo "=== RETRY $name: the L2 hung until the watchdog stopped it (rc=$rc); running it once more"
-            continue
-        fi
-        break
+        l2_retry "$name" "$rc" "$attempt" /tmp/l2.out || break
     done
+}
+
+# l2_retry NAME RC ATTEMPT FILE...: after a run of NAME that ended with status RC and
+# printed FILE..., true (with an "=== RETRY NAME: reason" line) when the run failed
+# with a signature of TCG's emulated SVM and this was not the third attempt: the L2
+# triple-faulted, or hung until L1's watchdog stopped it (bounded_start's line, or
+# console_end's).
+l2_retry() {
+    r_name=$1; r_rc=$2; r_attempt=$3; shift 3
+    { [ "$r_rc" != 0 ] && [ "$r_attempt" != 3 ]; } || return 1
+    if grep -q "guest triple fault" "$@"; then
+        r_last=$(cat "$@" | grep '^\[' | tail -n 1)
+        echo "=== RETRY $r_name: the L2 triple-faulted (rc=$r_rc) after: $r_last; running it once more"
+        return 0
+    fi
+    if grep -q "L1: timed out after" "$@"; then
+        echo "=== RETRY $r_name: the L2 hung until the watchdog stopped it (rc=$r_rc); running it once more"
+        return 0
+    fi
+    return 1
 }
 
 # console_start ARGS...: starts minivmm ARGS in the background, its console input the
@@ -97,11 +108,20 @@ console_end() {
     wait $pid
     rc=$?
     exec 3>&-
+    # Nothing else signals it: 143 (or 124) is console_start's timeout.
+    case $rc in 124|143) echo "L1: timed out after ${MINIVMM_L2_TIMEOUT:-180} s (SIGTERM from timeout)" >> /tmp/minivmm.err ;; esac
     cat /tmp/console /tmp/minivmm.err
     echo "=== END $1 rc=$rc"
 }
 
 run_l2_shell() {
+    for attempt in 1 2 3; do
+        run_l2_shell_once "$@"
+        l2_retry "$1" "$rc" "$attempt" /tmp/console /tmp/minivmm.err || break
+    done
+}
+
+run_l2_shell_once() {
     name=$1; input=$2; shift 2
     echo "=== BEGIN $name"
     console_start "$@"
@@ -109,10 +129,11 @@ run_l2_shell() {
     # line): it is then reading the console. Input typed earlier would not be lost
     # either (the guest's tty buffers it), but its echo would land before the prompt.
     i=0
-    while ! sed -n '/shell ready/,$p' /tmp/console 2>/dev/null | grep -q '# ' && [ $i -lt 600 ]; do
+    while ! sed -n '/shell ready/,$p' /tmp/console 2>/dev/null | grep -q '# ' && [ $i -lt 600 ] && kill -0 "$pid" 2>/dev/null; do
         sleep 0.1; i=$((i + 1))
     done
     [ $i -lt 600 ] || echo "L1: no shell prompt from $name after 60 s; typing anyway"
+    kill -0 "$pid" 2>/dev/null || echo "L1: $name's minivmm ended before its shell prompt"
     printf '%s\n' "$input" >&3
     console_end "$name"
 }
@@ -133,6 +154,13 @@ run_l2_net() {
 }
 
 run_net() {
+    for attempt in 1 2 3; do
+        run_net_once "$@"
+        l2_retry "$1" "$rc" "$attempt" /tmp/l2.out || break
+    done
+}
+
+run_net_once() {
     name=$1; tap=$2; shift 2
     sha() { sha256sum "$@" | cut -d' ' -f1; }
     mkdir -p /www
@@ -216,8 +244,15 @@ sigterm_at() {
 #                        and the stalled-disk action) with its console on a fifo;
 #                        once TAP exists, L1 gives it 10.0.2.1/24; when the guest
 #                        asks for a console line (while its slow disk is busy), L1
-#                        types one.
+#                        types one. Retried as run_l2 (run_net too).
 run_l2_stalled() {
+    for attempt in 1 2 3; do
+        run_l2_stalled_once "$@"
+        l2_retry "$1" "$rc" "$attempt" /tmp/console /tmp/minivmm.err || break
+    done
+}
+
+run_l2_stalled_once() {
     name=$1; tap=$2; shift 2
     echo "=== BEGIN $name"
     console_start "$@"
