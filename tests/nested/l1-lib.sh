@@ -297,19 +297,10 @@ run_l2_agent() {
         # acknowledged (Firecracker's L2 dies under the same stream in the same L1).
         # Up to two retries for either, or for an L2 that hung until the watchdog
         # stopped it (one CI run saw the first two, one after the other).
-        if [ "$rc" != 0 ] && [ "$attempt" != 3 ]; then
-            if grep -q "guest triple fault" /tmp/l2.out; then
-                echo "=== RETRY $name: the L2 triple-faulted (rc=$rc); running it once more"
-                continue
-            fi
-            if vsock_interrupt_unanswered; then
-                echo "=== RETRY $name: the L2 stopped taking the vsock device's interrupt (raised, never acknowledged, TX ring all returned; rc=$rc); running it once more"
-                continue
-            fi
-            if grep -q "L1: timed out after" /tmp/l2.out; then
-                echo "=== RETRY $name: the L2 hung until the watchdog stopped it (rc=$rc); running it once more"
-                continue
-            fi
+        l2_retry "$name" "$rc" "$attempt" /tmp/l2.out && continue
+        if [ "$rc" != 0 ] && [ "$attempt" != 3 ] && vsock_interrupt_unanswered; then
+            echo "=== RETRY $name: the L2 stopped taking the vsock device's interrupt (raised, never acknowledged, TX ring all returned; rc=$rc); running it once more"
+            continue
         fi
         break
     done
